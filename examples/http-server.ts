@@ -1,0 +1,59 @@
+/**
+ * A plain `node:http` server that upgrades itself without dropping a request.
+ *
+ *   npm run example -- --port 8080 --pid-file /tmp/app.pid     (or PORT=8080 PID_FILE=/tmp/app.pid)
+ *   curl 'http://127.0.0.1:8080/?delay=200ms'                  -> hello from pid 1234
+ *   kill -HUP $(cat /tmp/app.pid)                               -> a new generation takes over
+ *   kill -TERM $(cat /tmp/app.pid)                              -> drain and exit 0
+ */
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Http from "node:http"
+import { parseArgs } from "node:util"
+import * as Drain from "../src/Drain.js"
+import * as Fds from "../src/Fds.js"
+import * as Upgrader from "../src/Upgrader.js"
+
+const { values } = parseArgs({
+  options: {
+    port: { type: "string", default: process.env.PORT ?? "8080" },
+    host: { type: "string", default: process.env.HOST ?? "127.0.0.1" },
+    "pid-file": { type: "string", default: process.env.PID_FILE }
+  }
+})
+
+const handler = (request: Http.IncomingMessage, response: Http.ServerResponse) => {
+  const delay = parseDelay(new URL(request.url ?? "/", "http://localhost").searchParams.get("delay"))
+  if (delay === undefined) {
+    response.writeHead(400, { "content-type": "text/plain" }).end("delay must look like 200ms or 2s\n")
+    return
+  }
+  const timer = setTimeout(() => {
+    response.writeHead(200, { "content-type": "text/plain" }).end(`hello from pid ${process.pid}\n`)
+  }, delay)
+  response.once("close", () => clearTimeout(timer))
+}
+
+const parseDelay = (text: string | null): number | undefined => {
+  if (text === null) return 0
+  const match = /^(\d+)(ms|s)?$/.exec(text)
+  if (match === null) return undefined
+  return Number(match[1]) * (match[2] === "s" ? 1000 : 1)
+}
+
+const main = Effect.gen(function*() {
+  const upgrader = yield* Upgrader.Upgrader
+  const server = yield* Fds.listen({ host: values.host, port: Number(values.port) }, Http.createServer(handler))
+  yield* Drain.http(server, { deadline: "30 seconds" })
+  yield* upgrader.ready
+  yield* Effect.logInfo(`generation ${upgrader.generation} serving http://${values.host}:${values.port}/`)
+  const reason = yield* upgrader.exit
+  yield* Effect.logInfo(`${reason}: draining`)
+})
+
+const UpgraderLive = Upgrader.layerSignal().pipe(
+  Layer.provideMerge(Upgrader.layer({ pidFile: values["pid-file"] }))
+)
+
+main.pipe(Effect.scoped, Effect.provide(UpgraderLive), NodeRuntime.runMain)

@@ -1,0 +1,70 @@
+/**
+ * An atomic, symlink-safe PID file.
+ *
+ * A reader (systemd's `PIDFile=`, a script running `kill -HUP $(cat app.pid)`)
+ * must never see the file empty or half-written, so it is written to a fresh
+ * temporary file in the same directory and renamed over the target. `rename`
+ * replaces a symlink at the target instead of following it, so a link planted
+ * there cannot redirect the write to another file.
+ *
+ * @since 0.1.0
+ */
+import * as Effect from "effect/Effect"
+import * as Fs from "node:fs"
+import * as Path from "node:path"
+import { PidFileError } from "./UpgradeError.js"
+
+/**
+ * Writes `pid` (decimal, newline-terminated, mode 0644) to `path` atomically.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const write = (path: string, pid: number = process.pid): Effect.Effect<void, PidFileError> =>
+  Effect.try({
+    try: () => writeSync(path, pid),
+    catch: (cause) => new PidFileError({ path, cause })
+  })
+
+/**
+ * Reads the pid stored in `path`.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const read = (path: string): Effect.Effect<number, PidFileError> =>
+  Effect.try({
+    try: () => {
+      const text = Fs.readFileSync(path, "utf8").trim()
+      const pid = Number(text)
+      if (!/^\d+$/.test(text) || !Number.isSafeInteger(pid) || pid <= 0) {
+        throw new Error(`it holds ${JSON.stringify(text.slice(0, 40))}, not a pid`)
+      }
+      return pid
+    },
+    catch: (cause) => new PidFileError({ path, cause })
+  })
+
+const writeSync = (path: string, pid: number): void => {
+  const dir = Path.dirname(path)
+  const temp = Path.join(dir, `.${Path.basename(path)}.${process.pid}.${Math.random().toString(36).slice(2, 10)}`)
+  // O_EXCL | O_NOFOLLOW: never write through something that already exists at the temporary name.
+  const fd = Fs.openSync(
+    temp,
+    Fs.constants.O_WRONLY | Fs.constants.O_CREAT | Fs.constants.O_EXCL | Fs.constants.O_NOFOLLOW,
+    0o644
+  )
+  try {
+    try {
+      // The umask may have narrowed the mode; 0644 is what supervisors reading as another user expect.
+      Fs.fchmodSync(fd, 0o644)
+      Fs.writeSync(fd, `${pid}\n`)
+    } finally {
+      Fs.closeSync(fd)
+    }
+    Fs.renameSync(temp, path)
+  } catch (error) {
+    Fs.rmSync(temp, { force: true })
+    throw error
+  }
+}

@@ -1,0 +1,245 @@
+/**
+ * Every way an upgrade, a listener or the handover can fail, as tagged errors.
+ *
+ * Each error carries the facts a person needs to act (pid, exit code, signal,
+ * path, address) and renders them in its `message`.
+ *
+ * @since 0.1.0
+ */
+import * as Data from "effect/Data"
+import * as Duration from "effect/Duration"
+
+/**
+ * The platform cannot pass file descriptors to a child process (Windows).
+ * Fall back to `UpgraderTest.layer` there.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class NotSupported extends Data.TaggedError("NotSupported")<{
+  readonly platform: string
+  readonly reason: string
+}> {
+  override get message(): string {
+    return `graceful upgrades are not supported on ${this.platform}: ${this.reason}`
+  }
+}
+
+/**
+ * The handover from the previous generation could not be read: the manifest is
+ * malformed, of another protocol version, or names a descriptor that is missing
+ * or of the wrong kind. Raised when the `Upgrader` layer is built.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class HandoverError extends Data.TaggedError("HandoverError")<{
+  readonly reason: "Malformed" | "Version" | "MissingFd" | "WrongKind"
+  readonly detail: string
+}> {
+  override get message(): string {
+    return `cannot take over from the previous generation (${this.reason}): ${this.detail}`
+  }
+}
+
+/**
+ * `upgrade` was called before this generation called `ready`.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class NotReady extends Data.TaggedError("NotReady")<{
+  readonly pid: number
+}> {
+  override get message(): string {
+    return `process ${this.pid} is not ready yet: call ready before upgrade`
+  }
+}
+
+/**
+ * `upgrade` was called in a new generation whose previous generation is still
+ * running (draining). Retry once `waitForParent` completes.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class ParentNotExited extends Data.TaggedError("ParentNotExited")<{
+  readonly parentPid: number
+}> {
+  override get message(): string {
+    return `the previous generation (pid ${this.parentPid}) has not exited yet; upgrade again once it is gone`
+  }
+}
+
+/**
+ * Another upgrade is in flight; upgrades never queue.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class UpgradeInProgress extends Data.TaggedError("UpgradeInProgress")<{
+  readonly childPid: number | undefined
+}> {
+  override get message(): string {
+    return this.childPid === undefined
+      ? "an upgrade is already in progress"
+      : `an upgrade is already in progress (new generation pid ${this.childPid})`
+  }
+}
+
+/**
+ * This generation already handed over to a newer one and is on its way out.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class AlreadyUpgraded extends Data.TaggedError("AlreadyUpgraded")<{
+  readonly childPid: number
+}> {
+  override get message(): string {
+    return `already upgraded: pid ${this.childPid} is the new generation`
+  }
+}
+
+/**
+ * The lifecycle was stopped: either before this upgrade began, or while it was
+ * pending (the new generation was killed).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class Stopped extends Data.TaggedError("Stopped")<{
+  readonly childPid: number | undefined
+}> {
+  override get message(): string {
+    return this.childPid === undefined
+      ? "the upgrader was stopped"
+      : `the upgrader was stopped during the upgrade; new generation pid ${this.childPid} was killed`
+  }
+}
+
+/**
+ * The next generation could not be started at all.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class SpawnError extends Data.TaggedError("SpawnError")<{
+  readonly command: string
+  readonly cause: unknown
+}> {
+  override get message(): string {
+    return `cannot start the next generation (${this.command}): ${describe(this.cause)}`
+  }
+}
+
+/**
+ * The next generation exited before it signalled readiness. The running
+ * generation keeps serving.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class ChildExited extends Data.TaggedError("ChildExited")<{
+  readonly pid: number
+  readonly code: number | null
+  readonly signal: string | null
+}> {
+  override get message(): string {
+    const how = this.signal !== null ? `was killed by ${this.signal}` : `exited with code ${this.code}`
+    return `new generation pid ${this.pid} ${how} before it was ready; the old generation keeps serving`
+  }
+}
+
+/**
+ * The next generation did not signal readiness in time. It was killed
+ * (SIGKILL) and reaped; the running generation keeps serving.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class UpgradeTimeout extends Data.TaggedError("UpgradeTimeout")<{
+  readonly pid: number
+  readonly timeout: Duration.Duration
+}> {
+  override get message(): string {
+    return `new generation pid ${this.pid} was not ready within ${
+      Duration.format(this.timeout)
+    }; it was killed and the old generation keeps serving`
+  }
+}
+
+/**
+ * More descriptors are registered than the handover can place without leaking
+ * them into processes the application spawns.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class TooManyDescriptors extends Data.TaggedError("TooManyDescriptors")<{
+  readonly count: number
+  readonly max: number
+}> {
+  override get message(): string {
+    return `${this.count} descriptors are registered but at most ${this.max} can be handed over`
+  }
+}
+
+/**
+ * A listener could not be created or adopted.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class ListenError extends Data.TaggedError("ListenError")<{
+  readonly address: string
+  readonly reason: "AddressInUse" | "NotASocket" | "Failed"
+  readonly cause: unknown
+}> {
+  override get message(): string {
+    switch (this.reason) {
+      case "AddressInUse":
+        return `cannot listen on ${this.address}: it is served by another process (${describe(this.cause)})`
+      case "NotASocket":
+        return `cannot listen on ${this.address}: a file that is not a socket is in the way; remove it by hand`
+      case "Failed":
+        return `cannot listen on ${this.address}: ${describe(this.cause)}`
+    }
+  }
+}
+
+/**
+ * The PID file could not be written. The running generation is not affected.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class PidFileError extends Data.TaggedError("PidFileError")<{
+  readonly path: string
+  readonly cause: unknown
+}> {
+  override get message(): string {
+    return `cannot write PID file ${this.path}: ${describe(this.cause)}`
+  }
+}
+
+/**
+ * Every error `Upgrader.upgrade` can fail with.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export type UpgradeError =
+  | NotSupported
+  | NotReady
+  | ParentNotExited
+  | UpgradeInProgress
+  | AlreadyUpgraded
+  | Stopped
+  | SpawnError
+  | ChildExited
+  | UpgradeTimeout
+  | TooManyDescriptors
+
+const describe = (cause: unknown): string =>
+  cause instanceof Error ? cause.message : typeof cause === "string" ? cause : String(cause)

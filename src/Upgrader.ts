@@ -1,0 +1,237 @@
+/**
+ * The upgrade lifecycle of one generation of a service, as a scoped layer.
+ *
+ * ```ts
+ * const main = Effect.gen(function*() {
+ *   const upgrader = yield* Upgrader.Upgrader
+ *   const server = yield* Fds.listen({ host: "127.0.0.1", port: 8080 }, Http.createServer(handler))
+ *   yield* upgrader.ready          // tell the previous generation (if any) to step down
+ *   yield* upgrader.exit           // until a newer generation is ready, or stop
+ * })                               // the scope closes: stop accepting, drain, exit
+ *
+ * main.pipe(
+ *   Effect.provide(Upgrader.layerSignal().pipe(Layer.provideMerge(Upgrader.layer({ pidFile: "app.pid" })))),
+ *   Effect.scoped,
+ *   NodeRuntime.runMain
+ * )
+ * ```
+ *
+ * @since 0.1.0
+ */
+import * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Queue from "effect/Queue"
+import * as Fds from "./Fds.js"
+import * as Lifecycle from "./internal/lifecycle.js"
+import type * as Scope from "effect/Scope"
+import type { HandoverError, NotSupported, PidFileError, UpgradeError } from "./UpgradeError.js"
+
+/**
+ * How the next generation is started. Every field is optional; the defaults
+ * re-run this process as it was started: `process.execPath`, then
+ * `process.execArgv`, the script and its arguments, in the directory the
+ * first generation started in, with the environment as it is at upgrade time.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Command {
+  readonly execPath?: string | undefined
+  readonly args?: ReadonlyArray<string> | undefined
+  readonly cwd?: string | undefined
+  readonly env?: Readonly<Record<string, string | undefined>> | undefined
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  /** How long the next generation has to become ready before it is killed. Default: 1 minute. */
+  readonly upgradeTimeout?: Duration.DurationInput | undefined
+  /**
+   * Written atomically at every `ready` with the pid of the generation that
+   * serves. A relative path is resolved against the first generation's
+   * working directory.
+   */
+  readonly pidFile?: string | undefined
+  /** How the next generation is started. */
+  readonly command?: Command | undefined
+}
+
+/**
+ * Why `exit` completed.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type ExitReason = "upgraded" | "stopped"
+
+/**
+ * The outcome of a successful upgrade.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Upgraded {
+  /** The pid of the new generation, which now serves every registered descriptor. */
+  readonly pid: number
+}
+
+/**
+ * The upgrade lifecycle of this generation.
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export class Upgrader extends Context.Tag("effect-tableflip/Upgrader")<Upgrader, {
+  /** This process's pid. */
+  readonly pid: number
+  /** 1 for a process started by hand, n + 1 for the generation started by generation n. */
+  readonly generation: number
+  /** Whether a previous generation started this one. */
+  readonly hasParent: boolean
+  /**
+   * Marks this generation ready: closes inherited descriptors nobody claimed,
+   * writes the PID file, and tells the previous generation to step down.
+   * Call it once every listener is claimed and the service can serve.
+   */
+  readonly ready: Effect.Effect<void, PidFileError>
+  /**
+   * Starts the next generation with every registered descriptor and waits
+   * for it to be ready. Fails, leaving this generation serving, when the new
+   * one exits, times out (it is killed), or `stop` is called; or at once when
+   * this generation is not ready, its parent still runs, another upgrade is in
+   * flight, or it already upgraded.
+   */
+  readonly upgrade: Effect.Effect<Upgraded, UpgradeError>
+  /** Completes when this generation should stop serving: after a successful upgrade, or `stop`. */
+  readonly exit: Effect.Effect<ExitReason>
+  /** Ends the lifecycle without an upgrade: kills a pending new generation and completes `exit`. */
+  readonly stop: Effect.Effect<void>
+  /** Completes when the previous generation has exited (at once in a first generation). */
+  readonly waitForParent: Effect.Effect<void>
+}>() {}
+
+/**
+ * Builds the lifecycle. Reading the handover from a previous generation
+ * happens here: a malformed one fails with `HandoverError`.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (
+  options: Options = {}
+): Effect.Effect<
+  { readonly upgrader: Upgrader["Type"]; readonly fds: Fds.Fds["Type"] },
+  HandoverError | NotSupported,
+  Scope.Scope
+> =>
+  Effect.map(Lifecycle.make(options), (lifecycle) => ({
+    upgrader: Upgrader.of({
+      pid: lifecycle.pid,
+      generation: lifecycle.generation,
+      hasParent: lifecycle.hasParent,
+      ready: lifecycle.ready,
+      upgrade: lifecycle.upgrade,
+      exit: lifecycle.exit,
+      stop: lifecycle.stop,
+      waitForParent: lifecycle.waitForParent
+    }),
+    fds: Fds.fromRegistry(lifecycle.registry)
+  }))
+
+/**
+ * The real lifecycle, with the descriptor registry beside it.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (options: Options = {}): Layer.Layer<Upgrader | Fds.Fds, HandoverError | NotSupported> =>
+  Layer.scopedContext(Effect.map(make(options), ({ fds, upgrader }) =>
+    Context.make(Upgrader, upgrader).pipe(
+      Context.add(Fds.Fds, fds)
+    )))
+
+/**
+ * Settings from the environment: `TABLEFLIP_UPGRADE_TIMEOUT` (a duration such
+ * as `30 seconds`) and `TABLEFLIP_PID_FILE`.
+ *
+ * @since 0.1.0
+ * @category config
+ */
+export const config: Config.Config<Options> = Config.all({
+  upgradeTimeout: Config.duration("TABLEFLIP_UPGRADE_TIMEOUT").pipe(
+    Config.withDefault(Lifecycle.DEFAULT_UPGRADE_TIMEOUT)
+  ),
+  pidFile: Config.option(Config.string("TABLEFLIP_PID_FILE"))
+}).pipe(Config.map(({ pidFile, upgradeTimeout }) => ({ upgradeTimeout, pidFile: Option.getOrUndefined(pidFile) })))
+
+/**
+ * `layer` with settings read through `config`; `options` win over the
+ * environment.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerConfig = (
+  options: Options = {}
+): Layer.Layer<Upgrader | Fds.Fds, HandoverError | NotSupported | ConfigError.ConfigError> =>
+  Layer.unwrapEffect(Effect.map(config, (fromEnv) =>
+    layer({
+      upgradeTimeout: options.upgradeTimeout ?? fromEnv.upgradeTimeout,
+      pidFile: options.pidFile ?? fromEnv.pidFile,
+      command: options.command
+    })))
+
+/**
+ * Upgrades on a signal (SIGHUP by default) and logs the outcome; a failed
+ * upgrade leaves this generation serving. Signals that arrive during an
+ * upgrade are folded into one more attempt after it.
+ *
+ * Once the layer is released the signal stays ignored, so a late SIGHUP can
+ * never kill a generation that is draining.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerSignal = (signal: NodeJS.Signals = "SIGHUP"): Layer.Layer<never, never, Upgrader> =>
+  Layer.scopedDiscard(Effect.gen(function*() {
+    const upgrader = yield* Upgrader
+    const requests = yield* Queue.dropping<void>(1)
+    const onSignal = () => {
+      Queue.unsafeOffer(requests, undefined)
+    }
+    yield* Effect.acquireRelease(
+      Effect.sync(() => process.on(signal, onSignal)),
+      () =>
+        Effect.sync(() => {
+          ignore(signal)
+          process.off(signal, onSignal)
+        })
+    )
+    yield* Queue.take(requests).pipe(
+      Effect.zipRight(
+        upgrader.upgrade.pipe(
+          Effect.matchEffect({
+            onFailure: () => Effect.void, // upgrade logs its own failure
+            onSuccess: ({ pid }) => Effect.logInfo(`${signal}: upgraded to pid ${pid}`)
+          })
+        )
+      ),
+      Effect.forever,
+      Effect.forkScoped
+    )
+  }))
+
+const ignored = new Set<NodeJS.Signals>()
+const ignore = (signal: NodeJS.Signals): void => {
+  if (ignored.has(signal)) return
+  ignored.add(signal)
+  process.on(signal, () => {})
+}

@@ -1,0 +1,109 @@
+/**
+ * A stand-in `Upgrader` for users' own tests, and for platforms without fd
+ * inheritance (Windows), where `Upgrader.layer` fails with `NotSupported`.
+ *
+ * Listeners bind fresh (through the same registry, so unix socket paths are
+ * handled the same way), `ready` does nothing, `upgrade` fails with
+ * `NotSupported` unless told otherwise, and a test can complete `exit` to
+ * drive the application's drain path.
+ *
+ * ```ts
+ * it.scoped("drains on exit", () =>
+ *   Effect.gen(function*() {
+ *     const fiber = yield* Effect.fork(myApp)
+ *     yield* UpgraderTest.triggerExit("upgraded")
+ *     yield* Fiber.join(fiber)
+ *   }).pipe(Effect.provide(UpgraderTest.layer())))
+ * ```
+ *
+ * @since 0.1.0
+ */
+import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Ref from "effect/Ref"
+import * as Fds from "./Fds.js"
+import { Registry } from "./internal/registry.js"
+import type { ExitReason, Upgraded } from "./Upgrader.js"
+import { Upgrader } from "./Upgrader.js"
+import type { UpgradeError } from "./UpgradeError.js"
+import { NotSupported } from "./UpgradeError.js"
+
+/**
+ * Controls for the stub, for the test that uses it.
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export class UpgraderTest extends Context.Tag("effect-tableflip/UpgraderTest")<UpgraderTest, {
+  /** Completes the stub's `exit`, as a successful upgrade or a stop would. */
+  readonly triggerExit: (reason: ExitReason) => Effect.Effect<void>
+  /** How many times the application called `ready`. */
+  readonly readyCount: Effect.Effect<number>
+  /** How many times the application called `upgrade`. */
+  readonly upgradeCount: Effect.Effect<number>
+}>() {}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  /** What `upgrade` does. Default: fail with `NotSupported`. */
+  readonly upgrade?: Effect.Effect<Upgraded, UpgradeError> | undefined
+  /** What `hasParent` reports. Default: false. */
+  readonly hasParent?: boolean | undefined
+}
+
+/**
+ * Builds the stub.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = Effect.fnUntraced(function*(options: Options = {}) {
+  const exitReason = yield* Deferred.make<ExitReason>()
+  const readyCount = yield* Ref.make(0)
+  const upgradeCount = yield* Ref.make(0)
+  const registry = new Registry([], { mayUnlink: () => true })
+  const upgrade = options.upgrade ??
+    Effect.fail(new NotSupported({ platform: process.platform, reason: "UpgraderTest does not upgrade" }))
+  const triggerExit = (reason: ExitReason) => Effect.asVoid(Deferred.succeed(exitReason, reason))
+  return {
+    upgrader: Upgrader.of({
+      pid: process.pid,
+      generation: 1,
+      hasParent: options.hasParent ?? false,
+      ready: Ref.update(readyCount, (n) => n + 1),
+      upgrade: Effect.zipRight(Ref.update(upgradeCount, (n) => n + 1), upgrade),
+      exit: Deferred.await(exitReason),
+      stop: triggerExit("stopped"),
+      waitForParent: Effect.void
+    }),
+    fds: Fds.fromRegistry(registry),
+    test: UpgraderTest.of({ triggerExit, readyCount: Ref.get(readyCount), upgradeCount: Ref.get(upgradeCount) })
+  }
+})
+
+/**
+ * The stub as a layer: `Upgrader`, `Fds`, and the `UpgraderTest` controls.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (options: Options = {}): Layer.Layer<Upgrader | Fds.Fds | UpgraderTest> =>
+  Layer.effectContext(Effect.map(make(options), ({ fds, test, upgrader }) =>
+    Context.make(Upgrader, upgrader).pipe(
+      Context.add(Fds.Fds, fds),
+      Context.add(UpgraderTest, test)
+    )))
+
+/**
+ * Completes the stub's `exit`.
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const triggerExit = (reason: ExitReason): Effect.Effect<void, never, UpgraderTest> =>
+  Effect.flatMap(UpgraderTest, (test) => test.triggerExit(reason))

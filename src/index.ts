@@ -1,0 +1,47 @@
+/**
+ * effect-tableflip: zero-downtime upgrades for Node.js network services.
+ *
+ * @since 0.1.0
+ */
+
+/**
+ * A bounded, graceful drain for `node:http` servers.
+ *
+ * @since 0.1.0
+ */
+export * as Drain from "./Drain.js"
+
+/**
+ * The descriptor registry: listeners as scoped resources that survive an upgrade.
+ *
+ * @since 0.1.0
+ */
+export * as Fds from "./Fds.js"
+
+/**
+ * An atomic, symlink-safe PID file.
+ *
+ * @since 0.1.0
+ */
+export * as PidFile from "./PidFile.js"
+
+/**
+ * Every way an upgrade, a listener or the handover can fail.
+ *
+ * @since 0.1.0
+ */
+export * as UpgradeError from "./UpgradeError.js"
+
+/**
+ * The upgrade lifecycle of one generation, as a scoped layer.
+ *
+ * @since 0.1.0
+ */
+export * as Upgrader from "./Upgrader.js"
+
+/**
+ * A stand-in Upgrader for tests and for platforms without fd inheritance.
+ *
+ * @since 0.1.0
+ */
+export * as UpgraderTest from "./UpgraderTest.js"
