@@ -100,6 +100,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
   // Plain flags, read synchronously by listener finalizers.
   let readied = false
   let upgraded = false
+  let pending: Fiber.RuntimeFiber<Upgraded, UpgradeError> | undefined
 
   const registry = new Registry(manifest?.fds ?? [], {
     // A generation that never became ready must leave the paths its parent serves alone.
@@ -196,6 +197,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     // The attempt lives in the layer's scope, so closing the layer kills a pending child;
     // interrupting the caller interrupts the attempt too.
     const fiber = yield* Effect.forkIn(attempt, scope)
+    pending = fiber
     return yield* Fiber.join(fiber).pipe(Effect.onInterrupt(() => Fiber.interrupt(fiber)))
   }).pipe(
     Effect.tapError((error) => Effect.logWarning("upgrade failed", error.message)),
@@ -208,6 +210,9 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     const previous = yield* Ref.getAndUpdate(state, (s): State => s._tag === "Upgraded" ? s : { _tag: "Stopped" })
     if (previous._tag === "Upgraded" || previous._tag === "Stopped") return
     yield* Deferred.succeed(stopSignal, undefined)
+    // By the time `exit` completes, a pending new generation is killed and reaped,
+    // and its `upgrade` caller has its Stopped error.
+    if (pending !== undefined) yield* Fiber.await(pending)
     yield* Deferred.succeed(exitReason, "stopped")
     yield* Effect.logInfo("stopped").pipe(annotate)
   })

@@ -1,0 +1,228 @@
+/**
+ * Drives fixture programs as real processes and reads their JSON-line events.
+ */
+import * as ChildProcess from "node:child_process"
+import * as Fs from "node:fs"
+import * as Net from "node:net"
+import * as Os from "node:os"
+import * as Path from "node:path"
+
+export const root = Path.resolve(import.meta.dirname, "../..")
+
+export interface Event {
+  readonly event: string
+  readonly pid: number
+  readonly [key: string]: any
+}
+
+/**
+ * A process tree started by a test: the first generation and every
+ * generation after it report to the same stdout, which this reads.
+ */
+export class Run {
+  readonly events: Array<Event> = []
+  readonly output: Array<string> = []
+  readonly process: ChildProcess.ChildProcess
+  readonly #waiters = new Set<() => void>()
+  #closed = false
+
+  constructor(
+    file: string,
+    args: ReadonlyArray<string>,
+    options: { readonly env?: NodeJS.ProcessEnv; readonly extraStdio?: ReadonlyArray<ChildProcess.IOType | number> } = {}
+  ) {
+    this.process = ChildProcess.spawn(process.execPath, ["--import", "tsx", file, ...args], {
+      cwd: root,
+      env: { ...process.env, ...options.env },
+      stdio: ["ignore", "pipe", "pipe", ...(options.extraStdio ?? [])]
+    })
+    let buffer = ""
+    this.process.stdout!.setEncoding("utf8").on("data", (chunk: string) => {
+      buffer += chunk
+      let newline: number
+      while ((newline = buffer.indexOf("\n")) !== -1) {
+        const line = buffer.slice(0, newline)
+        buffer = buffer.slice(newline + 1)
+        this.output.push(line)
+        if (line.startsWith("{\"event\"")) this.events.push(JSON.parse(line) as Event)
+        this.#notify()
+      }
+    })
+    this.process.stderr!.setEncoding("utf8").on("data", (chunk: string) => {
+      this.output.push(chunk)
+      this.#notify()
+    })
+    // stdout stays open while any generation lives: every one inherits it.
+    this.process.stdout!.on("close", () => {
+      this.#closed = true
+      this.#notify()
+    })
+  }
+
+  #notify(): void {
+    for (const waiter of this.#waiters) waiter()
+  }
+
+  /** Every pid that reported an event: the processes this test started. */
+  pids(): ReadonlyArray<number> {
+    return [...new Set(this.events.map((event) => event.pid))]
+  }
+
+  /** Resolves with the first event (from index `from` on) that matches. */
+  waitFor(predicate: (event: Event) => boolean, from = 0): Promise<Event> {
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        const found = this.events.slice(from).find(predicate)
+        if (found !== undefined) {
+          this.#waiters.delete(check)
+          resolve(found)
+        } else if (this.#closed) {
+          this.#waiters.delete(check)
+          reject(new Error(`every generation ended before the awaited event.\n${this.output.join("\n")}`))
+        }
+      }
+      this.#waiters.add(check)
+      check()
+    })
+  }
+
+  /** Resolves with the first output line (from index `from` on) that matches. */
+  waitForLine(pattern: RegExp, from = 0): Promise<string> {
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        const found = this.output.slice(from).find((line) => pattern.test(line))
+        if (found !== undefined) {
+          this.#waiters.delete(check)
+          resolve(found)
+        } else if (this.#closed) {
+          this.#waiters.delete(check)
+          reject(new Error(`output ended before ${pattern}.\n${this.output.join("\n")}`))
+        }
+      }
+      this.#waiters.add(check)
+      check()
+    })
+  }
+
+  /** Resolves with the exit code of the first generation (the process this run spawned). */
+  exited(): Promise<number | null> {
+    if (this.process.exitCode !== null || this.process.signalCode !== null) {
+      return Promise.resolve(this.process.exitCode)
+    }
+    return new Promise((resolve) => this.process.once("exit", (code) => resolve(code)))
+  }
+
+  /** Resolves once every generation has closed stdout (all have exited). */
+  ended(): Promise<void> {
+    return new Promise((resolve) => {
+      const check = () => {
+        if (this.#closed) {
+          this.#waiters.delete(check)
+          resolve()
+        }
+      }
+      this.#waiters.add(check)
+      check()
+    })
+  }
+
+  /** Ends every process this run started that is still alive, by pid. */
+  kill(): void {
+    for (const pid of this.pids()) {
+      if (isAlive(pid)) process.kill(pid, "SIGKILL")
+    }
+    if (this.process.exitCode === null) this.process.kill("SIGKILL")
+  }
+}
+
+export const isAlive = (pid: number): boolean => {
+  try {
+    // A zombie still answers signal 0; it is not alive for our purposes but must be reported.
+    const stat = Fs.readFileSync(`/proc/${pid}/stat`, "utf8")
+    return !/\) Z /.test(stat)
+  } catch {
+    return false
+  }
+}
+
+/** Whether `pid` exists at all, as a live process or a zombie. */
+export const exists = (pid: number): boolean => Fs.existsSync(`/proc/${pid}`)
+
+export const fdCount = (pid: number): number => Fs.readdirSync(`/proc/${pid}/fd`).length
+
+/** The inode of the listening TCP socket on `port`, from the kernel's tables. */
+export const listeningInode = (port: number): string | undefined => {
+  for (const table of ["/proc/net/tcp", "/proc/net/tcp6"]) {
+    for (const line of Fs.readFileSync(table, "utf8").split("\n").slice(1)) {
+      const fields = line.trim().split(/\s+/)
+      if (fields.length < 10) continue
+      const localPort = parseInt(fields[1]!.split(":")[1]!, 16)
+      if (localPort === port && fields[3] === "0A") return fields[9]
+    }
+  }
+  return undefined
+}
+
+/** Whether `pid` holds the socket with this inode. */
+export const holdsSocket = (pid: number, inode: string): boolean =>
+  Fs.readdirSync(`/proc/${pid}/fd`).some((fd) => {
+    try {
+      return Fs.readlinkSync(`/proc/${pid}/fd/${fd}`) === `socket:[${inode}]`
+    } catch {
+      return false
+    }
+  })
+
+export const tempDir = (): string => Fs.mkdtempSync(Path.join(Os.tmpdir(), "tableflip-test-"))
+
+/** A short path for unix sockets (their paths are limited to 107 bytes). */
+export const socketPath = (dir: string, name: string): string => Path.join(dir, name)
+
+/** Connects, reads the pid the server writes, and returns it; rejects on any socket error. */
+export const askPid = (target: Net.NetConnectOpts): Promise<number> =>
+  new Promise((resolve, reject) => {
+    const socket = Net.connect(target)
+    let data = ""
+    socket.setEncoding("utf8")
+    socket.on("data", (chunk: string) => (data += chunk))
+    socket.on("error", reject)
+    socket.on("end", () => {
+      const pid = Number(data.trim())
+      if (Number.isInteger(pid) && pid > 0) resolve(pid)
+      else reject(new Error(`unexpected answer ${JSON.stringify(data)}`))
+    })
+  })
+
+export const writePlan = (file: string, plan: object): void => {
+  Fs.writeFileSync(`${file}.tmp`, JSON.stringify(plan))
+  Fs.renameSync(`${file}.tmp`, file)
+}
+
+/**
+ * Opens new connections continuously, `concurrency` at a time, until `until`
+ * resolves; counts answers per pid and failures by error code.
+ */
+export const hammer = async (
+  target: Net.NetConnectOpts,
+  until: Promise<unknown>,
+  concurrency = 4
+): Promise<{ readonly ok: number; readonly failures: Array<string>; readonly byPid: Map<number, number> }> => {
+  let done = false
+  void until.finally(() => (done = true))
+  const byPid = new Map<number, number>()
+  const failures: Array<string> = []
+  let ok = 0
+  const loop = async () => {
+    while (!done) {
+      try {
+        const pid = await askPid(target)
+        byPid.set(pid, (byPid.get(pid) ?? 0) + 1)
+        ok++
+      } catch (error) {
+        failures.push((error as NodeJS.ErrnoException).code ?? String(error))
+      }
+    }
+  }
+  await Promise.all(Array.from({ length: concurrency }, loop))
+  return { ok, failures, byPid }
+}
