@@ -173,6 +173,26 @@ describe("upgrade", () => {
   })
 })
 
+describe("hygiene", () => {
+  it("keeps the handover fds and environment out of processes the new generation spawns", async () => {
+    const { planFile, run } = start({ listen: [loopback] })
+    const first = await run.waitFor((e) => e.event === "ready")
+    const port: number = first.listeners[0].port
+    writePlan(planFile, { listen: [{ host: "127.0.0.1", port }], probeGrandchild: true })
+    process.kill(first.pid, "SIGUSR2")
+    const probe = await run.waitFor((e) => e.event === "grandchild" && e.pid !== first.pid)
+    const lines: Array<string> = probe.output.trim().split("\n")
+    assert.include(lines, "env=unset")
+    const fds = lines.filter((line) => !line.startsWith("env=")).map((line) => line.split(" "))
+    assert.includeMembers(fds.map(([fd]) => fd), ["0", "1", "2"], "the probe read the shell's fd table")
+    const inode = listeningInode(port)!
+    for (const [fd, target] of fds) {
+      assert.notStrictEqual(target, `socket:[${inode}]`, `fd ${fd} is the listener`)
+      assert.isFalse(Number(fd) >= 3 && Number(fd) <= 16, `fd ${fd} (${target}) leaked from the handover layout`)
+    }
+  })
+})
+
 describe("PID file", () => {
   it("names the serving generation, mode 0644, and is never seen empty or partial", async () => {
     const dir = tempDir()

@@ -118,7 +118,7 @@ export const decode = (text: string): Either.Either<Manifest, HandoverError> => 
   }
   const manifest = decoded.right
   const seen = new Set<number>()
-  for (const fd of [manifest.control, ...manifest.fds.map((d) => d.fd)]) {
+  for (const fd of [...manifest.fds.map((d) => d.fd), manifest.control]) {
     if (seen.has(fd)) {
       return Either.left(new HandoverError({ reason: "Malformed", detail: `fd ${fd} is named twice` }))
     }
@@ -141,10 +141,25 @@ const checkSocket = (fd: number): HandoverError | undefined => {
     })
   }
   if (!stat.isSocket()) {
-    return new HandoverError({ reason: "WrongKind", detail: `fd ${fd} should be a socket but is not` })
+    return new HandoverError({
+      reason: "WrongKind",
+      detail: `fd ${fd} should be a socket but is ${kindOf(stat)}; ` +
+        "was this process started by hand with a copied environment?"
+    })
   }
   return undefined
 }
+
+const kindOf = (stat: Fs.Stats): string =>
+  stat.isFile()
+    ? "a regular file"
+    : stat.isDirectory()
+    ? "a directory"
+    : stat.isFIFO()
+    ? "a pipe"
+    : stat.isCharacterDevice()
+    ? "a character device"
+    : "some other kind of file"
 
 /**
  * Reads the manifest from the environment and removes it there, so that the
