@@ -50,7 +50,10 @@ export class Fds extends Context.Tag("effect-tableflip/Fds")<Fds, {
    * (it does not cut open connections: that is the drain's job) and never
    * unlinks a unix socket path that another generation serves.
    */
-  readonly listen: <S extends Net.Server>(options: ListenOptions, server: S) => Effect.Effect<S, ListenError, Scope.Scope>
+  readonly listen: <S extends Net.Server>(
+    options: ListenOptions,
+    server: S
+  ) => Effect.Effect<S, ListenError, Scope.Scope>
   /** Keys of inherited descriptors nobody has claimed; they are closed at `ready`. */
   readonly unclaimed: Effect.Effect<ReadonlyArray<string>>
   /** Keys of the descriptors the next generation will receive. */

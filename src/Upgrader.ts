@@ -21,14 +21,14 @@
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
-import * as Duration from "effect/Duration"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
+import type * as Scope from "effect/Scope"
 import * as Fds from "./Fds.js"
 import * as Lifecycle from "./internal/lifecycle.js"
-import type * as Scope from "effect/Scope"
 import type { HandoverError, NotSupported, PidFileError, UpgradeError } from "./UpgradeError.js"
 
 /**

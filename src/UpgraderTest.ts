@@ -25,10 +25,10 @@ import * as Layer from "effect/Layer"
 import * as Ref from "effect/Ref"
 import * as Fds from "./Fds.js"
 import { Registry } from "./internal/registry.js"
-import type { ExitReason, Upgraded } from "./Upgrader.js"
-import { Upgrader } from "./Upgrader.js"
 import type { UpgradeError } from "./UpgradeError.js"
 import { NotSupported } from "./UpgradeError.js"
+import type { ExitReason, Upgraded } from "./Upgrader.js"
+import { Upgrader } from "./Upgrader.js"
 
 /**
  * Controls for the stub, for the test that uses it.

@@ -46,7 +46,9 @@ describe("UpgraderTest", () => {
 
       yield* UpgraderTest.triggerExit("upgraded")
       assert.strictEqual(yield* Fiber.join(fiber), "upgraded")
-      const after = yield* Effect.promise(() => fetch(`http://127.0.0.1:${port}/`).then(() => "served", (e) => e.cause?.code))
+      const after = yield* Effect.promise(() =>
+        fetch(`http://127.0.0.1:${port}/`).then(() => "served", (e) => e.cause?.code)
+      )
       assert.strictEqual(after, "ECONNREFUSED", "the listener closed with the app's scope")
     }).pipe(Effect.provide(UpgraderTest.layer())))
 

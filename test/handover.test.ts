@@ -69,7 +69,9 @@ describe("handover", () => {
     const fd = Fs.openSync(file, "w+")
     try {
       const run = startWith(
-        manifest({ fds: [{ kind: "tcp", key: "tcp:127.0.0.1:1", fd: 4, address: "127.0.0.1", port: 1, family: "IPv4" }] }),
+        manifest({
+          fds: [{ kind: "tcp", key: "tcp:127.0.0.1:1", fd: 4, address: "127.0.0.1", port: 1, family: "IPv4" }]
+        }),
         ["pipe", fd]
       )
       await expectFailure(run, "WrongKind", /fd 4 should be a socket/)

@@ -5,16 +5,7 @@ import { afterEach, assert, describe, it } from "@effect/vitest"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import type { Plan } from "./fixtures/generation.js"
-import {
-  askPid,
-  exists,
-  hammer,
-  holdsSocket,
-  listeningInode,
-  Run,
-  tempDir,
-  writePlan
-} from "./helpers/fixture.js"
+import { askPid, exists, hammer, holdsSocket, listeningInode, Run, tempDir, writePlan } from "./helpers/fixture.js"
 
 const runs: Array<Run> = []
 afterEach(() => {
@@ -181,9 +172,8 @@ describe("hygiene", () => {
     writePlan(planFile, { listen: [{ host: "127.0.0.1", port }], probeGrandchild: true })
     process.kill(first.pid, "SIGUSR2")
     const probe = await run.waitFor((e) => e.event === "grandchild" && e.pid !== first.pid)
-    const lines: Array<string> = probe.output.trim().split("\n")
-    assert.include(lines, "env=unset")
-    const fds = lines.filter((line) => !line.startsWith("env=")).map((line) => line.split(" "))
+    assert.strictEqual(probe.env, "unset")
+    const fds: Array<[string, string]> = probe.fds
     assert.includeMembers(fds.map(([fd]) => fd), ["0", "1", "2"], "the probe read the shell's fd table")
     const inode = listeningInode(port)!
     for (const [fd, target] of fds) {
@@ -215,7 +205,11 @@ describe("PID file", () => {
     for (let i = 0; i < 5; i++) {
       process.kill(current, "SIGUSR2")
       const upgraded = await run.waitFor((e) => e.event === "upgraded" && e.pid === current)
-      assert.strictEqual(Fs.readFileSync(pidFile, "utf8"), `${upgraded.child}\n`, "written before the parent hears ready")
+      assert.strictEqual(
+        Fs.readFileSync(pidFile, "utf8"),
+        `${upgraded.child}\n`,
+        "written before the parent hears ready"
+      )
       await run.waitFor((e) => e.event === "parent-gone" && e.pid === upgraded.child)
       current = upgraded.child
     }

@@ -38,9 +38,11 @@ import * as Spawn from "./spawn.js"
 export interface Options {
   readonly upgradeTimeout?: Duration.DurationInput | undefined
   readonly pidFile?: string | undefined
-  readonly command?: {
-    readonly [K in keyof Spawn.Command]?: Spawn.Command[K] | undefined
-  } | undefined
+  readonly command?:
+    | {
+      readonly [K in keyof Spawn.Command]?: Spawn.Command[K] | undefined
+    }
+    | undefined
 }
 
 /** @internal */
@@ -91,7 +93,9 @@ export const make = Effect.fnUntraced(function*(options: Options) {
   const generation = manifest?.generation ?? 1
   const cwd = manifest?.cwd ?? process.cwd()
   const timeout = Duration.decode(options.upgradeTimeout ?? DEFAULT_UPGRADE_TIMEOUT)
-  const pidFile = options.pidFile === undefined || options.pidFile === "" ? undefined : Path.resolve(cwd, options.pidFile)
+  const pidFile = options.pidFile === undefined || options.pidFile === ""
+    ? undefined
+    : Path.resolve(cwd, options.pidFile)
 
   const state = yield* Ref.make<State>({ _tag: "Starting" })
   const exitReason = yield* Deferred.make<ExitReason>()
@@ -104,8 +108,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
 
   const registry = new Registry(manifest?.fds ?? [], {
     // A generation that never became ready must leave the paths its parent serves alone.
-    mayUnlink: (boundHere) =>
-      !upgraded && (boundHere || readied || manifest === undefined)
+    mayUnlink: (boundHere) => !upgraded && (boundHere || readied || manifest === undefined)
   })
 
   const annotate = <A, E, R>(self: Effect.Effect<A, E, R>) =>

@@ -7,7 +7,7 @@ import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import * as Net from "node:net"
-import * as Protocol from "./protocol.js"
+import type * as Protocol from "./protocol.js"
 import { encodeFrame } from "./spawn.js"
 
 /** @internal */

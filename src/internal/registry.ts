@@ -88,19 +88,18 @@ export class Registry {
   }
 
   #acquire<S extends Net.Server>(options: ListenOptions, server: S): Effect.Effect<ListenEntry, ListenError> {
-    const self = this
-    return Effect.gen(function*() {
+    return Effect.gen(this, function*() {
       const request = yield* resolveRequest(options)
-      if (self.#used.has(request.key)) {
+      if (this.#used.has(request.key)) {
         return yield* new ListenError({
           address: request.label,
           reason: "Failed",
           cause: "this generation already listens there; listen once and share the server"
         })
       }
-      const inherited = self.#match(request)
+      const inherited = this.#match(request)
       if (inherited !== undefined) {
-        self.#inherited.delete(inherited.key)
+        this.#inherited.delete(inherited.key)
         yield* listenOn(server, { fd: inherited.fd }, request.label).pipe(
           Effect.tapError(() => Effect.sync(() => closeFd(inherited.fd)))
         )
@@ -111,14 +110,14 @@ export class Registry {
           path: inherited.kind === "unix" ? inherited.path : undefined,
           inode: inherited.kind === "unix" ? inherited.inode : undefined
         }
-        self.#register(entry, request)
+        this.#register(entry, request)
         yield* Effect.logDebug("adopted inherited listener").pipe(Effect.annotateLogs({ key: entry.key }))
         return entry
       }
       const entry = request.kind === "unix"
         ? yield* bindUnix(server, request)
         : yield* bindTcp(server, request)
-      self.#register(entry, request)
+      this.#register(entry, request)
       return entry
     })
   }
@@ -182,7 +181,9 @@ export class Registry {
         return Effect.fail(new TooManyDescriptors({ count: live.length, max: Protocol.MAX_DESCRIPTORS }))
       }
       return Effect.succeed({
-        descriptors: live.map(({ described }, i) => ({ ...described, fd: Protocol.FIRST_FD + i }) as Protocol.Descriptor),
+        descriptors: live.map(({ described }, i) =>
+          ({ ...described, fd: Protocol.FIRST_FD + i }) as Protocol.Descriptor
+        ),
         fds: live.map(({ fd }) => fd)
       })
     })
@@ -269,7 +270,10 @@ const resolveRequest = (options: ListenOptions): Effect.Effect<Request, ListenEr
 }
 
 /** Where Node would bind `host`: the same lookup `server.listen` performs. */
-const candidateAddresses = (host: string | undefined, label: string): Effect.Effect<ReadonlyArray<string>, ListenError> => {
+const candidateAddresses = (
+  host: string | undefined,
+  label: string
+): Effect.Effect<ReadonlyArray<string>, ListenError> => {
   if (host === undefined || host === "") return Effect.succeed(["::", "0.0.0.0"])
   if (Net.isIP(host) !== 0) return Effect.succeed([host])
   return Effect.async<ReadonlyArray<string>, ListenError>((resume) => {
@@ -292,7 +296,11 @@ const listenOn = (
     const onError = (error: NodeJS.ErrnoException) => {
       server.off("listening", onListening)
       resume(Effect.fail(
-        new ListenError({ address: label, reason: error.code === "EADDRINUSE" ? "AddressInUse" : "Failed", cause: error })
+        new ListenError({
+          address: label,
+          reason: error.code === "EADDRINUSE" ? "AddressInUse" : "Failed",
+          cause: error
+        })
       ))
     }
     const onListening = () => {
@@ -321,7 +329,9 @@ const bindTcp = (server: Net.Server, request: Extract<Request, { kind: "tcp" }>)
     const address = server.address() as Net.AddressInfo
     // A port-0 listener is known to the next generation by the port it got.
     const key = request.name === undefined && request.port === 0
-      ? `tcp:${request.host !== undefined && request.host.includes(":") ? `[${request.host}]` : (request.host ?? "*")}:${address.port}`
+      ? `tcp:${
+        request.host !== undefined && request.host.includes(":") ? `[${request.host}]` : (request.host ?? "*")
+      }:${address.port}`
       : request.key
     return { key, server, boundHere: true, path: undefined, inode: undefined } satisfies ListenEntry
   })
@@ -371,7 +381,11 @@ const checkUnixPath = (request: Extract<Request, { kind: "unix" }>): Effect.Effe
       probe.once("connect", () => {
         probe.destroy()
         resume(Effect.fail(
-          new ListenError({ address: request.label, reason: "AddressInUse", cause: "a process accepts connections there" })
+          new ListenError({
+            address: request.label,
+            reason: "AddressInUse",
+            cause: "a process accepts connections there"
+          })
         ))
       })
       // ECONNREFUSED: a stale socket file nobody listens on; the rename replaces it.

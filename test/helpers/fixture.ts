@@ -29,7 +29,8 @@ export class Run {
   constructor(
     file: string,
     args: ReadonlyArray<string>,
-    options: { readonly env?: NodeJS.ProcessEnv; readonly extraStdio?: ReadonlyArray<ChildProcess.IOType | number> } = {}
+    options: { readonly env?: NodeJS.ProcessEnv; readonly extraStdio?: ReadonlyArray<ChildProcess.IOType | number> } =
+      {}
   ) {
     this.process = ChildProcess.spawn(process.execPath, ["--import", "tsx", file, ...args], {
       cwd: root,
