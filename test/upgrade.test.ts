@@ -100,6 +100,24 @@ describe("upgrade", () => {
     assert.strictEqual(await askPid({ host: "127.0.0.1", port: first.listeners[0].port }), first.pid)
   })
 
+  it("takes its timeout and PID file from the environment through Config", async () => {
+    const dir = tempDir()
+    const pidFile = Path.join(dir, "env.pid")
+    const planFile = Path.join(dir, "plan.json")
+    writePlan(planFile, { listen: [loopback], fromEnv: true })
+    const run = new Run("test/fixtures/generation.ts", ["--plan", planFile], {
+      env: { TABLEFLIP_PID_FILE: pidFile, TABLEFLIP_UPGRADE_TIMEOUT: "1 second" }
+    })
+    runs.push(run)
+    const first = await run.waitFor((e) => e.event === "ready")
+    assert.strictEqual(Fs.readFileSync(pidFile, "utf8"), `${first.pid}\n`)
+    writePlan(planFile, { listen: [{ host: "127.0.0.1", port: first.listeners[0].port }], fromEnv: true, mode: "hang" })
+    process.kill(first.pid, "SIGUSR2")
+    const failed = await run.waitFor((e) => e.event === "upgrade-failed")
+    assert.strictEqual(failed.tag, "UpgradeTimeout")
+    assert.match(failed.message, /not ready within 1s/)
+  })
+
   it("refuses a concurrent upgrade, and stop kills the pending new generation", async () => {
     const { planFile, run } = start({ listen: [loopback] })
     const first = await run.waitFor((e) => e.event === "ready")
@@ -143,11 +161,16 @@ describe("upgrade", () => {
     assert.strictEqual(failed.tag, "ParentNotExited")
     assert.strictEqual(failed.parentPid, first.pid)
 
+    process.kill(first.pid, "SIGUSR2")
+    const again = await run.waitFor((e) => e.event === "upgrade-failed" && e.pid === first.pid)
+    assert.strictEqual(again.tag, "AlreadyUpgraded", "a generation that handed over cannot upgrade twice")
+    assert.strictEqual(again.childPid, upgraded.child)
+
     process.kill(first.pid, "SIGTERM")
     await run.waitFor((e) => e.event === "parent-gone" && e.pid === upgraded.child)
     process.kill(upgraded.child, "SIGUSR2")
-    const again = await run.waitFor((e) => e.event === "upgraded" && e.pid === upgraded.child)
-    assert.notStrictEqual(again.child, upgraded.child)
+    const third = await run.waitFor((e) => e.event === "upgraded" && e.pid === upgraded.child)
+    assert.notStrictEqual(third.child, upgraded.child)
   })
 
   it("upgrades on SIGHUP through the signal layer", async () => {
