@@ -170,8 +170,8 @@ export class UpgradeTimeout extends Data.TaggedError("UpgradeTimeout")<{
 }
 
 /**
- * More descriptors are registered than the handover can place without leaking
- * them into processes the application spawns.
+ * More files are registered than the handover can place without leaking them
+ * into processes the application spawns (sockets have no such limit).
  *
  * @since 0.1.0
  * @category errors
@@ -181,7 +181,25 @@ export class TooManyDescriptors extends Data.TaggedError("TooManyDescriptors")<{
   readonly max: number
 }> {
   override get message(): string {
-    return `${this.count} descriptors are registered but at most ${this.max} can be handed over`
+    return `${this.count} files are registered but at most ${this.max} can be handed over; sockets have no limit`
+  }
+}
+
+/**
+ * This process listens on addresses the registry does not know (a server
+ * bound with a plain `listen()`): the next generation would find them taken
+ * and fail with EADDRINUSE. Nothing was started.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class UnregisteredListener extends Data.TaggedError("UnregisteredListener")<{
+  readonly addresses: ReadonlyArray<string>
+}> {
+  override get message(): string {
+    return `this process listens on ${this.addresses.join(", ")} outside the registry, so the next generation ` +
+      "could not bind there; create those listeners with Fds.listen or register them with Fds.addListener " +
+      "(or set unregisteredListeners: \"warn\" if the next generation does not need them)"
   }
 }
 
@@ -240,6 +258,7 @@ export type UpgradeError =
   | ChildExited
   | UpgradeTimeout
   | TooManyDescriptors
+  | UnregisteredListener
 
 const describe = (cause: unknown): string =>
   cause instanceof Error ? cause.message : typeof cause === "string" ? cause : String(cause)

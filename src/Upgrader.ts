@@ -62,6 +62,12 @@ export interface Options {
   readonly pidFile?: string | undefined
   /** How the next generation is started. */
   readonly command?: Command | undefined
+  /**
+   * What `upgrade` does when this process listens on addresses the registry
+   * does not know (found through /proc on Linux): `"fail"` (default) with
+   * `UnregisteredListener` before anything starts, or `"warn"` and go on.
+   */
+  readonly unregisteredListeners?: "fail" | "warn" | undefined
 }
 
 /**
@@ -186,7 +192,8 @@ export const layerConfig = (
     layer({
       upgradeTimeout: options.upgradeTimeout ?? fromEnv.upgradeTimeout,
       pidFile: options.pidFile ?? fromEnv.pidFile,
-      command: options.command
+      command: options.command,
+      unregisteredListeners: options.unregisteredListeners
     })))
 
 /**

@@ -2,17 +2,14 @@
  * examples/http-server.ts as a user runs it: keep-alive clients through
  * upgrades, a slow request across one, and SIGTERM.
  */
-import { afterEach, assert, describe, it } from "@effect/vitest"
+import { assert, describe, it } from "@effect/vitest"
 import * as Fs from "node:fs"
 import * as Http from "node:http"
 import * as Net from "node:net"
 import * as Path from "node:path"
-import { Run, tempDir } from "./helpers/fixture.js"
+import { generations, Run, tempDir } from "./helpers/fixture.js"
 
-const runs: Array<Run> = []
-afterEach(() => {
-  for (const run of runs.splice(0)) run.kill()
-})
+const { track } = generations()
 
 const freePort = (): Promise<number> =>
   new Promise((resolve) => {
@@ -39,7 +36,7 @@ describe("examples/http-server.ts", () => {
     const port = await freePort()
     const pidFile = Path.join(tempDir(), "app.pid")
     const run = new Run("examples/http-server.ts", ["--port", String(port), "--pid-file", pidFile])
-    runs.push(run)
+    track(run)
     await run.waitForLine(/generation 1 serving/)
     const first = readPid(pidFile)
 
@@ -91,7 +88,7 @@ describe("examples/http-server.ts", () => {
   it("exits 0 on SIGTERM", async () => {
     const port = await freePort()
     const run = new Run("examples/http-server.ts", [], { env: { PORT: String(port) } })
-    runs.push(run)
+    track(run)
     await run.waitForLine(/generation 1 serving/)
     assert.match((await get(port, new Http.Agent())).body, /^hello from pid \d+\n$/)
     run.process.kill("SIGTERM")

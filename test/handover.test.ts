@@ -2,29 +2,26 @@
  * A broken handover is a typed error when the layer is built, naming what was
  * wrong, and never a silent fresh start.
  */
-import { afterEach, assert, describe, it } from "@effect/vitest"
-import * as Fs from "node:fs"
+import { assert, describe, it } from "@effect/vitest"
+import * as Dgram from "node:dgram"
 import * as Path from "node:path"
-import { Run, tempDir, writePlan } from "./helpers/fixture.js"
+import { generations, Run, tempDir, writePlan } from "./helpers/fixture.js"
 
-const runs: Array<Run> = []
-afterEach(() => {
-  for (const run of runs.splice(0)) run.kill()
-})
+const { track } = generations()
 
 const ENV = "EFFECT_TABLEFLIP_HANDOVER"
 
-const startWith = (handover: string, extraStdio: Array<"pipe" | number> = []) => {
+const startWith = (handover: string, extraStdio: Array<"pipe" | "ipc" | number> = []) => {
   const dir = tempDir()
   const planFile = Path.join(dir, "plan.json")
   writePlan(planFile, { listen: [{ host: "127.0.0.1", port: 0 }] })
   const run = new Run("test/fixtures/generation.ts", ["--plan", planFile], { env: { [ENV]: handover }, extraStdio })
-  runs.push(run)
+  track(run)
   return run
 }
 
 const manifest = (fields: object = {}) =>
-  JSON.stringify({ version: 1, generation: 2, parentPid: 1, cwd: "/", control: 3, fds: [], ...fields })
+  JSON.stringify({ version: 1, generation: 2, parentPid: 1, cwd: "/", fds: [], ...fields })
 
 const expectFailure = async (run: Run, reason: string, pattern: RegExp) => {
   const failed = await run.waitFor((e) => e.event === "failed")
@@ -46,37 +43,33 @@ describe("handover", () => {
 
   it("rejects a manifest that does not match the schema", async () => {
     await expectFailure(
-      startWith(manifest({ fds: [{ kind: "tcp", key: "x", fd: 4, address: "127.0.0.1", port: "80" }] })),
+      startWith(manifest({ fds: [{ kind: "tcp", key: "x", address: "127.0.0.1", port: "80" }] })),
       "Malformed",
       /does not match the manifest schema[\s\S]*port/
     )
   })
 
-  it("rejects a handover environment set by hand with no fds behind it", async () => {
-    // Without a parent placing them, fds 3..16 belong to Node's own event loop (pipes, eventfd, epoll):
-    // the check sees they are not the sockets the manifest names.
-    const listener = { kind: "tcp", key: "tcp:127.0.0.1:1", fd: 15, address: "127.0.0.1", port: 1, family: "IPv4" }
+  it("rejects a handover environment set by hand, with no previous generation behind it", async () => {
+    const listener = { kind: "tcp", key: "tcp:127.0.0.1:1", address: "127.0.0.1", port: 1, family: "IPv4" }
     await expectFailure(
       startWith(manifest({ fds: [listener] })),
-      "WrongKind",
-      /fd 15 should be a socket but is .*started by hand with a copied environment/
+      "MissingFd",
+      /no IPC channel to a previous generation at fd 3; was this process started by hand/
     )
-    await expectFailure(startWith(manifest()), "WrongKind", /fd 3 should be a socket but is /)
   })
 
-  it("rejects a descriptor of the wrong kind", async () => {
-    const file = Path.join(tempDir(), "not-a-socket")
-    const fd = Fs.openSync(file, "w+")
-    try {
-      const run = startWith(
-        manifest({
-          fds: [{ kind: "tcp", key: "tcp:127.0.0.1:1", fd: 4, address: "127.0.0.1", port: 1, family: "IPv4" }]
-        }),
-        ["pipe", fd]
-      )
-      await expectFailure(run, "WrongKind", /fd 4 should be a socket/)
-    } finally {
-      Fs.closeSync(fd)
-    }
+  it("rejects a socket of the wrong kind, and a previous generation that goes away mid-handover", async () => {
+    const tcp = { kind: "tcp", key: "tcp:127.0.0.1:1", address: "127.0.0.1", port: 1, family: "IPv4" }
+    // The test plays the previous generation on the IPC channel and sends a UDP socket for a TCP listener.
+    const wrong = startWith(manifest({ fds: [tcp] }), ["ipc"])
+    const udp = Dgram.createSocket("udp4")
+    await new Promise<void>((resolve) => udp.bind(0, "127.0.0.1", resolve))
+    wrong.process.send({ tableflip: "descriptor", key: tcp.key }, udp)
+    await expectFailure(wrong, "WrongKind", /tcp:127.0.0.1:1 should be a tcp socket but arrived as Socket/)
+    udp.close()
+
+    const gone = startWith(manifest({ fds: [tcp] }), ["ipc"])
+    gone.process.disconnect()
+    await expectFailure(gone, "MissingFd", /went away before it handed over tcp:127.0.0.1:1/)
   })
 })

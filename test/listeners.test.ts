@@ -2,26 +2,14 @@
  * Listeners across upgrades: unix socket paths, unclaimed descriptors, port 0,
  * long chains of generations.
  */
-import { afterEach, assert, describe, it } from "@effect/vitest"
+import { assert, describe, it } from "@effect/vitest"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Path from "node:path"
-import type { Plan } from "./fixtures/generation.js"
-import { askPid, fdCount, holdsSocket, listeningInode, Run, tempDir, writePlan } from "./helpers/fixture.js"
+import type { Run } from "./helpers/fixture.js"
+import { askPid, fdCount, generations, holdsSocket, listeningInode, tempDir, writePlan } from "./helpers/fixture.js"
 
-const runs: Array<Run> = []
-afterEach(() => {
-  for (const run of runs.splice(0)) run.kill()
-})
-
-const start = (plan: Plan) => {
-  const dir = tempDir()
-  const planFile = Path.join(dir, "plan.json")
-  writePlan(planFile, plan)
-  const run = new Run("test/fixtures/generation.ts", ["--plan", planFile])
-  runs.push(run)
-  return { run, dir, planFile }
-}
+const { start } = generations()
 
 /** Upgrades the generation `pid` and resolves once its successor serves alone. */
 const upgradeFrom = async (run: Run, pid: number): Promise<number> => {

@@ -1,25 +1,22 @@
 /**
  * The upgrade lifecycle with real parent and child processes.
  */
-import { afterEach, assert, describe, it } from "@effect/vitest"
+import { assert, describe, it } from "@effect/vitest"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import type { Plan } from "./fixtures/generation.js"
-import { askPid, exists, hammer, holdsSocket, listeningInode, Run, tempDir, writePlan } from "./helpers/fixture.js"
+import {
+  askPid,
+  exists,
+  generations,
+  hammer,
+  holdsSocket,
+  listeningInode,
+  tempDir,
+  writePlan
+} from "./helpers/fixture.js"
 
-const runs: Array<Run> = []
-afterEach(() => {
-  for (const run of runs.splice(0)) run.kill()
-})
-
-const start = (plan: Plan) => {
-  const dir = tempDir()
-  const planFile = Path.join(dir, "plan.json")
-  writePlan(planFile, plan)
-  const run = new Run("test/fixtures/generation.ts", ["--plan", planFile])
-  runs.push(run)
-  return { run, dir, planFile }
-}
+const { start } = generations()
 
 const loopback = { host: "127.0.0.1", port: 0 } as const
 
@@ -101,14 +98,11 @@ describe("upgrade", () => {
   })
 
   it("takes its timeout and PID file from the environment through Config", async () => {
-    const dir = tempDir()
-    const pidFile = Path.join(dir, "env.pid")
-    const planFile = Path.join(dir, "plan.json")
-    writePlan(planFile, { listen: [loopback], fromEnv: true })
-    const run = new Run("test/fixtures/generation.ts", ["--plan", planFile], {
-      env: { TABLEFLIP_PID_FILE: pidFile, TABLEFLIP_UPGRADE_TIMEOUT: "1 second" }
+    const pidFile = Path.join(tempDir(), "env.pid")
+    const { planFile, run } = start({ listen: [loopback], fromEnv: true }, {
+      TABLEFLIP_PID_FILE: pidFile,
+      TABLEFLIP_UPGRADE_TIMEOUT: "1 second"
     })
-    runs.push(run)
     const first = await run.waitFor((e) => e.event === "ready")
     assert.strictEqual(Fs.readFileSync(pidFile, "utf8"), `${first.pid}\n`)
     writePlan(planFile, { listen: [{ host: "127.0.0.1", port: first.listeners[0].port }], fromEnv: true, mode: "hang" })

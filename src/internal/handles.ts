@@ -1,26 +1,78 @@
 /**
  * The one place that reaches into Node's private handles.
  *
- * Node offers no public way to learn the fd behind a listening server, yet
- * the fd is what a child process inherits. Every such access lives here so a
- * change in Node's internals breaks one module, loudly.
+ * Node offers no public way to learn the fd behind a server or socket, to
+ * hand a listening socket to a child without wrapping it in a `net.Server`
+ * there, or to stop a socket reading from the kernel. Every such access lives
+ * here so that a change in Node's internals breaks one module, loudly.
  *
  * @internal
  */
+import type * as Dgram from "node:dgram"
 import type * as Net from "node:net"
 
-interface HandleLike {
+interface Handle {
   readonly fd?: unknown
+  reading?: boolean
+  readStop?: () => number
+}
+
+const handleOf = (object: Net.Server | Net.Socket): Handle | undefined =>
+  (object as unknown as { readonly _handle?: Handle | null })._handle ?? undefined
+
+const fdOf = (handle: Handle | undefined): number | undefined => {
+  const fd = handle?.fd
+  return typeof fd === "number" && fd >= 0 ? fd : undefined
 }
 
 /**
- * The fd of a listening `net.Server` (or `http.Server`), or `undefined` when
- * it is not listening or its handle has no fd (a platform without one).
+ * The listening handle of a server: what the child receives over the IPC
+ * channel and adopts with `server.listen(handle)`, without a `net.Server` of
+ * its own wrapped around it.
  *
  * @internal
  */
-export const serverFd = (server: Net.Server): number | undefined => {
-  const handle = (server as unknown as { readonly _handle?: HandleLike | null })._handle
-  const fd = handle?.fd
-  return typeof fd === "number" && fd >= 0 ? fd : undefined
+export const serverHandle = (server: Net.Server): object | undefined => handleOf(server)
+
+/**
+ * The fd of a listening server, or `undefined` when it is not listening.
+ *
+ * @internal
+ */
+export const serverFd = (server: Net.Server): number | undefined => fdOf(handleOf(server))
+
+/**
+ * The fd of a connected socket.
+ *
+ * @internal
+ */
+export const socketFd = (socket: Net.Socket): number | undefined => fdOf(handleOf(socket))
+
+/**
+ * The fd of a bound UDP socket. `socket._handle` would work too, with a
+ * deprecation warning (DEP0112) on every use.
+ *
+ * @internal
+ */
+export const dgramFd = (socket: Dgram.Socket): number | undefined => {
+  const symbol = Object.getOwnPropertySymbols(socket).find((s) => s.description === "state symbol")
+  const state = symbol === undefined ? undefined : (socket as unknown as Record<symbol, { handle?: Handle }>)[symbol]
+  return fdOf(state?.handle)
+}
+
+/**
+ * Stops a connected socket reading from the kernel, so bytes that arrive
+ * while the next generation takes it over stay in the kernel for it. `pause()`
+ * alone keeps reading into the stream's buffer.
+ *
+ * @internal
+ */
+export const stopReading = (socket: Net.Socket): void => {
+  socket.pause()
+  const handle = handleOf(socket)
+  if (handle?.readStop !== undefined && handle.reading === true) {
+    handle.readStop()
+    // Node starts reading again on resume() only if it believes it stopped.
+    handle.reading = false
+  }
 }

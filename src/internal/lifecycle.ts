@@ -25,6 +25,7 @@ import {
   NotSupported,
   ParentNotExited,
   Stopped,
+  UnregisteredListener,
   UpgradeInProgress,
   UpgradeTimeout
 } from "../UpgradeError.js"
@@ -33,11 +34,13 @@ import * as Link from "./link.js"
 import * as Protocol from "./protocol.js"
 import { Registry } from "./registry.js"
 import * as Spawn from "./spawn.js"
+import * as Systemd from "./systemd.js"
 
 /** @internal */
 export interface Options {
   readonly upgradeTimeout?: Duration.DurationInput | undefined
   readonly pidFile?: string | undefined
+  readonly unregisteredListeners?: "fail" | "warn" | undefined
   readonly command?:
     | {
       readonly [K in keyof Spawn.Command]?: Spawn.Command[K] | undefined
@@ -90,6 +93,8 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     onRight: Effect.succeed
   })
   const link = manifest === undefined ? undefined : yield* Link.open(manifest)
+  // Only a first generation takes systemd's sockets; later ones get them through the handover.
+  const inherited = link?.inherited ?? Systemd.take()
   const generation = manifest?.generation ?? 1
   const cwd = manifest?.cwd ?? process.cwd()
   const timeout = Duration.decode(options.upgradeTimeout ?? DEFAULT_UPGRADE_TIMEOUT)
@@ -106,7 +111,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
   let upgraded = false
   let pending: Fiber.RuntimeFiber<Upgraded, UpgradeError> | undefined
 
-  const registry = new Registry(manifest?.fds ?? [], {
+  const registry = new Registry(inherited, {
     // A generation that never became ready must leave the paths its parent serves alone.
     mayUnlink: (boundHere) => !upgraded && (boundHere || readied || manifest === undefined)
   })
@@ -162,25 +167,36 @@ export const make = Effect.fnUntraced(function*(options: Options) {
       Effect.raceFirst(Effect.zipRight(Deferred.await(stopSignal), new Stopped({ childPid: child.pid })))
     )
 
+  const checkStrays = Effect.suspend(() => {
+    const addresses = registry.strays()
+    if (addresses.length === 0) return Effect.void
+    const error = new UnregisteredListener({ addresses })
+    return options.unregisteredListeners === "warn" ? Effect.logWarning(error.message) : Effect.fail(error)
+  })
+
   const attempt = Effect.acquireUseRelease(
     Effect.gen(function*() {
+      yield* checkStrays
       const handover = yield* registry.handover()
       const child = yield* Spawn.spawn(command(), {
         version: Protocol.VERSION,
         generation: generation + 1,
         parentPid: process.pid,
         cwd,
-        control: Protocol.CONTROL_FD,
         fds: handover.descriptors
-      }, handover.fds)
+      }, handover).pipe(Effect.tapError(() => Effect.sync(() => registry.settle(false))))
       yield* Ref.update(state, (s): State => s._tag === "Upgrading" ? { _tag: "Upgrading", childPid: child.pid } : s)
       yield* Effect.logInfo("started the next generation").pipe(
         Effect.annotateLogs({ childPid: child.pid, descriptors: handover.descriptors.length })
       )
       return child
     }),
-    awaitChild,
-    (child, exit) => Exit.isSuccess(exit) ? child.detach : child.kill
+    (child) => Effect.zipRight(child.sendSockets, awaitChild(child)),
+    (child, exit) =>
+      Effect.zipRight(
+        Exit.isSuccess(exit) ? child.detach : child.kill,
+        Effect.sync(() => registry.settle(Exit.isSuccess(exit)))
+      )
   ).pipe(
     Effect.onExit((exit) =>
       Exit.isSuccess(exit)

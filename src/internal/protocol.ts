@@ -3,16 +3,19 @@
  *
  * A parent starts the next generation with:
  * - fds 0-2 inherited as they are (both generations log to the same place);
- * - fd 3: the control channel, one end of a socketpair. The child writes
- *   newline-delimited JSON frames to it (`{"type":"ready"}`); the parent
- *   writes nothing and keeps its end open until it exits, so end-of-file on
- *   fd 3 tells the child that the previous generation is gone;
- * - fds 4..16: the registered descriptors, in manifest order.
+ * - fd 3: a Node IPC channel. Over it the parent sends every socket (listeners,
+ *   packet sockets, connections) as a handle, one message per socket:
+ *   `{ tableflip: "descriptor", key }`. The child answers `{ tableflip: "ready" }`.
+ *   The parent keeps the channel open until it exits, so its disconnect tells
+ *   the child that the previous generation is gone;
+ * - fds 4..16: files, pipes and FIFOs, by inheritance, in manifest order;
  * - the environment variable `EFFECT_TABLEFLIP_HANDOVER`: the manifest, a
- *   versioned JSON document naming each descriptor and its fd.
+ *   versioned JSON document naming every descriptor.
  *
- * Node marks fds 0-16 close-on-exec when it starts, so every fd of the layout
- * stays out of the processes the application spawns. The child removes the
+ * Sockets travel as handles because the kernel delivers them close-on-exec:
+ * any number of them stays out of the processes the application spawns.
+ * Inherited fds get that only from Node's start-up, which marks fds 0-16
+ * close-on-exec, so files are limited to 4..16. The child removes the
  * variable from its environment as it reads it, for the same reason.
  *
  * @internal
@@ -28,23 +31,23 @@ export const ENV = "EFFECT_TABLEFLIP_HANDOVER"
 /** @internal */
 export const VERSION = 1
 /** @internal */
-export const CONTROL_FD = 3
+export const CHANNEL_FD = 3
 /** @internal */
 export const FIRST_FD = 4
 /** @internal */
 export const LAST_FD = 16
 /** @internal */
-export const MAX_DESCRIPTORS = LAST_FD - FIRST_FD + 1
+export const MAX_FILES = LAST_FD - FIRST_FD + 1
 
 const Fd = Schema.Int.pipe(Schema.between(FIRST_FD, LAST_FD))
+const Port = Schema.Int.pipe(Schema.between(0, 65535))
 
 /** @internal */
 export const TcpListener = Schema.Struct({
   kind: Schema.Literal("tcp"),
   key: Schema.String,
-  fd: Fd,
   address: Schema.String,
-  port: Schema.Int.pipe(Schema.between(1, 65535)),
+  port: Port,
   family: Schema.Literal("IPv4", "IPv6")
 })
 
@@ -52,7 +55,6 @@ export const TcpListener = Schema.Struct({
 export const UnixListener = Schema.Struct({
   kind: Schema.Literal("unix"),
   key: Schema.String,
-  fd: Fd,
   path: Schema.String,
   // Identity of the socket file this listener is bound to, so that nobody
   // unlinks a file that another process has since put at the same path.
@@ -60,9 +62,33 @@ export const UnixListener = Schema.Struct({
 })
 
 /** @internal */
-export const Descriptor = Schema.Union(TcpListener, UnixListener)
+export const Udp = Schema.Struct({
+  kind: Schema.Literal("udp"),
+  key: Schema.String,
+  type: Schema.Literal("udp4", "udp6"),
+  address: Schema.String,
+  port: Port
+})
+
+/** @internal */
+export const Conn = Schema.Struct({
+  kind: Schema.Literal("conn"),
+  key: Schema.String
+})
+
+/** @internal */
+export const File = Schema.Struct({
+  kind: Schema.Literal("file"),
+  key: Schema.String,
+  fd: Fd
+})
+
+/** @internal */
+export const Descriptor = Schema.Union(TcpListener, UnixListener, Udp, Conn, File)
 /** @internal */
 export type Descriptor = typeof Descriptor.Type
+/** @internal */
+export type SocketDescriptor = Exclude<Descriptor, { readonly kind: "file" }>
 
 /** @internal */
 export const Manifest = Schema.Struct({
@@ -70,11 +96,20 @@ export const Manifest = Schema.Struct({
   generation: Schema.Int.pipe(Schema.positive()),
   parentPid: Schema.Int.pipe(Schema.positive()),
   cwd: Schema.String,
-  control: Schema.Literal(CONTROL_FD),
   fds: Schema.Array(Descriptor)
 })
 /** @internal */
 export type Manifest = typeof Manifest.Type
+
+/** A message on the IPC channel that belongs to the protocol. */
+export interface Message {
+  readonly tableflip: "descriptor" | "ready"
+  readonly key?: string
+}
+
+/** @internal */
+export const isMessage = (message: unknown): message is Message =>
+  typeof message === "object" && message !== null && typeof (message as Message).tableflip === "string"
 
 const decodeManifest = Schema.decodeUnknownEither(Manifest)
 const encodeManifest = Schema.encodeSync(Manifest)
@@ -117,22 +152,30 @@ export const decode = (text: string): Either.Either<Manifest, HandoverError> => 
     )
   }
   const manifest = decoded.right
-  const seen = new Set<number>()
-  for (const fd of [...manifest.fds.map((d) => d.fd), manifest.control]) {
-    if (seen.has(fd)) {
-      return Either.left(new HandoverError({ reason: "Malformed", detail: `fd ${fd} is named twice` }))
+  const keys = new Set<string>()
+  const fds = new Set<number>()
+  for (const descriptor of manifest.fds) {
+    if (keys.has(descriptor.key)) {
+      return Either.left(
+        new HandoverError({ reason: "Malformed", detail: `descriptor ${descriptor.key} is named twice` })
+      )
     }
-    seen.add(fd)
-    const problem = checkSocket(fd)
+    keys.add(descriptor.key)
+    if (descriptor.kind !== "file") continue
+    if (fds.has(descriptor.fd)) {
+      return Either.left(new HandoverError({ reason: "Malformed", detail: `fd ${descriptor.fd} is named twice` }))
+    }
+    fds.add(descriptor.fd)
+    const problem = checkOpen(descriptor.fd)
     if (problem !== undefined) return Either.left(problem)
   }
   return Either.right(manifest)
 }
 
-const checkSocket = (fd: number): HandoverError | undefined => {
-  let stat: Fs.Stats
+const checkOpen = (fd: number): HandoverError | undefined => {
   try {
-    stat = Fs.fstatSync(fd)
+    Fs.fstatSync(fd)
+    return undefined
   } catch (error) {
     return new HandoverError({
       reason: "MissingFd",
@@ -140,26 +183,7 @@ const checkSocket = (fd: number): HandoverError | undefined => {
         "was this process started by hand with a copied environment?"
     })
   }
-  if (!stat.isSocket()) {
-    return new HandoverError({
-      reason: "WrongKind",
-      detail: `fd ${fd} should be a socket but is ${kindOf(stat)}; ` +
-        "was this process started by hand with a copied environment?"
-    })
-  }
-  return undefined
 }
-
-const kindOf = (stat: Fs.Stats): string =>
-  stat.isFile()
-    ? "a regular file"
-    : stat.isDirectory()
-    ? "a directory"
-    : stat.isFIFO()
-    ? "a pipe"
-    : stat.isCharacterDevice()
-    ? "a character device"
-    : "some other kind of file"
 
 /**
  * Reads the manifest from the environment and removes it there, so that the
@@ -171,5 +195,15 @@ export const take = (env: NodeJS.ProcessEnv = process.env): Either.Either<Manife
   const text = env[ENV]
   if (text === undefined) return undefined
   delete env[ENV]
-  return decode(text)
+  const decoded = decode(text)
+  if (Either.isRight(decoded) && process.channel === undefined) {
+    return Either.left(
+      new HandoverError({
+        reason: "MissingFd",
+        detail: `${ENV} is set but there is no IPC channel to a previous generation at fd ${CHANNEL_FD}; ` +
+          "was this process started by hand with a copied environment?"
+      })
+    )
+  }
+  return decoded
 }

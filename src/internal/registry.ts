@@ -5,20 +5,19 @@
  * @internal
  */
 import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
+import * as Dgram from "node:dgram"
 import * as Dns from "node:dns"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Path from "node:path"
 import { ListenError, TooManyDescriptors } from "../UpgradeError.js"
-import { serverFd } from "./handles.js"
+import * as Handles from "./handles.js"
+import * as Procfs from "./procfs.js"
 import * as Protocol from "./protocol.js"
 
-/**
- * Where and how to listen.
- *
- * @internal
- */
+/** @internal */
 export interface ListenOptions {
   readonly name?: string | undefined
   readonly host?: string | undefined
@@ -28,19 +27,51 @@ export interface ListenOptions {
   readonly ipv6Only?: boolean | undefined
 }
 
-/** What a registered descriptor becomes in the next generation's manifest, less its fd. */
+/** @internal */
+export interface PacketOptions {
+  readonly type: "udp4" | "udp6"
+  readonly name?: string | undefined
+  readonly host?: string | undefined
+  readonly port?: number | undefined
+  readonly reuseAddr?: boolean | undefined
+}
+
+/**
+ * A descriptor the previous generation (or systemd) passed: the handle it
+ * arrived as over the IPC channel, or the fd it was inherited at.
+ *
+ * @internal
+ */
+export interface Inherited {
+  readonly descriptor: Protocol.Descriptor
+  readonly handle?: unknown
+  readonly fd?: number
+}
+
+/** What a registered descriptor becomes in the next generation's manifest. */
 type Described = Protocol.Descriptor extends infer D ? D extends unknown ? Omit<D, "fd"> : never : never
 
 interface Registered {
   readonly key: string
-  readonly fd: () => number | undefined
-  readonly describe: () => Described
+  /** The manifest entry, or `undefined` once the descriptor is gone. */
+  readonly describe: () => Described | undefined
+  /** What travels: a handle for `child.send`, or an fd to inherit. */
+  readonly payload: () => { readonly handle: Net.Server | Net.Socket | Dgram.Socket | object } | {
+    readonly fd: number
+  }
+  /** The sockfs inode, to tell registered sockets from stray ones. */
+  readonly inode: () => string | undefined
+  /** For a connection: stop reading while the next generation takes it over; resume or let go after. */
+  readonly hold?: () => void
+  readonly settle?: (handedOver: boolean) => void
 }
 
 /** @internal */
 export interface Handover {
   readonly descriptors: ReadonlyArray<Protocol.Descriptor>
-  /** The fds to place at `FIRST_FD`, `FIRST_FD + 1`, ... in the child, in manifest order. */
+  /** Sockets to send over the IPC channel, by key. */
+  readonly sockets: ReadonlyArray<{ readonly key: string; readonly handle: object }>
+  /** Fds to place at `FIRST_FD`, `FIRST_FD + 1`, ... in the child. */
   readonly fds: ReadonlyArray<number>
 }
 
@@ -56,12 +87,12 @@ export interface Ownership {
 
 /** @internal */
 export class Registry {
-  readonly #inherited = new Map<string, Protocol.Descriptor>()
+  readonly #inherited = new Map<string, Inherited>()
   readonly #used = new Map<string, Registered>()
   readonly #ownership: Ownership
 
-  constructor(inherited: ReadonlyArray<Protocol.Descriptor>, ownership: Ownership) {
-    for (const descriptor of inherited) this.#inherited.set(descriptor.key, descriptor)
+  constructor(inherited: ReadonlyArray<Inherited>, ownership: Ownership) {
+    for (const entry of inherited) this.#inherited.set(entry.descriptor.key, entry)
     this.#ownership = ownership
   }
 
@@ -77,75 +108,262 @@ export class Registry {
 
   /**
    * Listens with `server` on an inherited socket when the previous generation
-   * passed a matching one, or on a new one. The server is closed (without
-   * unlinking a path another generation serves) when the scope closes.
+   * passed a matching one, or on a new one. The server stops accepting
+   * (without unlinking a path another generation serves) when the scope
+   * closes.
    */
   listen<S extends Net.Server>(options: ListenOptions, server: S): Effect.Effect<S, ListenError, Scope.Scope> {
     return Effect.acquireRelease(
-      Effect.suspend(() => this.#acquire(options, server)),
-      (entry) => Effect.sync(() => this.#release(entry))
+      Effect.gen(this, function*() {
+        const request = yield* resolveRequest(options)
+        yield* this.#checkFree(request.key, request.label)
+        const inherited = this.#claim(request)
+        let entry: ListenEntry
+        if (inherited !== undefined) {
+          const { descriptor } = inherited
+          yield* listenOn(server, inherited.handle ?? { fd: inherited.fd! }, request.label).pipe(
+            Effect.tapError(() => Effect.sync(() => closeInherited(inherited)))
+          )
+          entry = {
+            key: descriptor.key,
+            server,
+            boundHere: false,
+            path: descriptor.kind === "unix" ? descriptor.path : undefined,
+            inode: descriptor.kind === "unix" ? descriptor.inode : undefined
+          }
+          yield* Effect.logDebug("adopted an inherited listener").pipe(Effect.annotateLogs({ key: entry.key }))
+        } else {
+          entry = request.kind === "unix" ? yield* bindUnix(server, request) : yield* bindTcp(server, request)
+        }
+        this.#registerListener(
+          entry.key,
+          server,
+          entry.path === undefined ? undefined : { path: entry.path, pathInode: entry.inode }
+        )
+        return entry
+      }),
+      (entry) => Effect.sync(() => this.#releaseListener(entry))
     ).pipe(Effect.as(server))
   }
 
-  #acquire<S extends Net.Server>(options: ListenOptions, server: S): Effect.Effect<ListenEntry, ListenError> {
-    return Effect.gen(this, function*() {
-      const request = yield* resolveRequest(options)
-      if (this.#used.has(request.key)) {
-        return yield* new ListenError({
-          address: request.label,
-          reason: "Failed",
-          cause: "this generation already listens there; listen once and share the server"
-        })
-      }
-      const inherited = this.#match(request)
-      if (inherited !== undefined) {
-        this.#inherited.delete(inherited.key)
-        yield* listenOn(server, { fd: inherited.fd }, request.label).pipe(
-          Effect.tapError(() => Effect.sync(() => closeFd(inherited.fd)))
-        )
-        const entry: ListenEntry = {
-          key: inherited.key,
-          server,
-          boundHere: false,
-          path: inherited.kind === "unix" ? inherited.path : undefined,
-          inode: inherited.kind === "unix" ? inherited.inode : undefined
+  /** Registers a server that is already listening, for the next generation. */
+  addListener(server: Net.Server, name: string | undefined): Effect.Effect<void, ListenError, Scope.Scope> {
+    return Effect.acquireRelease(
+      Effect.suspend(() => {
+        const address = server.address()
+        if (address === null || Handles.serverFd(server) === undefined) {
+          return Effect.fail(
+            new ListenError({ address: name ?? "server", reason: "Failed", cause: "the server is not listening" })
+          )
         }
-        this.#register(entry, request)
-        yield* Effect.logDebug("adopted inherited listener").pipe(Effect.annotateLogs({ key: entry.key }))
-        return entry
-      }
-      const entry = request.kind === "unix"
-        ? yield* bindUnix(server, request)
-        : yield* bindTcp(server, request)
-      this.#register(entry, request)
-      return entry
+        const key = name !== undefined
+          ? `name:${name}`
+          : typeof address === "string"
+          ? `unix:${address}`
+          : tcpLabel(address.address, address.port)
+        return Effect.as(this.#checkFree(key, key), key)
+      }),
+      (key) => Effect.sync(() => this.#used.delete(key))
+    ).pipe(Effect.flatMap((key) =>
+      Effect.sync(() => {
+        const address = server.address()
+        this.#registerListener(
+          key,
+          server,
+          typeof address === "string" ? { path: address, pathInode: inodeOf(address) } : undefined
+        )
+      })
+    ))
+  }
+
+  /** Binds a UDP socket, or takes the one the previous generation passed. Closed when the scope closes. */
+  listenPacket(options: PacketOptions): Effect.Effect<Dgram.Socket, ListenError, Scope.Scope> {
+    return Effect.acquireRelease(
+      Effect.gen(this, function*() {
+        const port = options.port ?? 0
+        const label = `${options.type}:${hostLabel(options.host)}:${port}`
+        const key = options.name !== undefined ? `name:${options.name}` : label
+        yield* this.#checkFree(key, label)
+        const addresses = yield* candidateAddresses(options.host, label, options.type)
+        const inherited = this.#take(key, "udp") ??
+          this.#find((d) =>
+            d.kind === "udp" && options.name === undefined && port !== 0 && d.type === options.type &&
+            d.port === port && addresses.includes(d.address)
+          )
+        let socket: Dgram.Socket
+        let registeredKey = key
+        if (inherited !== undefined) {
+          registeredKey = inherited.descriptor.key
+          socket = inherited.handle instanceof Dgram.Socket
+            ? inherited.handle
+            : yield* bindDgram(Dgram.createSocket(options.type), { fd: inherited.fd! }, label)
+        } else {
+          socket = yield* bindDgram(Dgram.createSocket({ type: options.type, reuseAddr: options.reuseAddr ?? false }), {
+            port,
+            ...(options.host === undefined ? {} : { address: options.host })
+          }, label)
+          if (options.name === undefined && port === 0) {
+            registeredKey = `${options.type}:${hostLabel(options.host)}:${socket.address().port}`
+          }
+        }
+        this.#registerPacket(registeredKey, socket)
+        return { key: registeredKey, socket }
+      }),
+      ({ key, socket }) =>
+        Effect.sync(() => {
+          this.#used.delete(key)
+          socket.close()
+        })
+    ).pipe(Effect.map(({ socket }) => socket))
+  }
+
+  /** Registers a UDP socket bound elsewhere, for the next generation. */
+  addPacket(socket: Dgram.Socket, name: string | undefined): Effect.Effect<void, ListenError, Scope.Scope> {
+    return Effect.acquireRelease(
+      Effect.suspend(() => {
+        let address: { readonly address: string; readonly port: number; readonly family: string }
+        try {
+          address = socket.address()
+        } catch (cause) {
+          return Effect.fail(new ListenError({ address: name ?? "udp", reason: "Failed", cause }))
+        }
+        const type = address.family === "IPv6" ? "udp6" : "udp4"
+        const key = name !== undefined ? `name:${name}` : `${type}:${hostLabel(address.address)}:${address.port}`
+        return Effect.as(this.#checkFree(key, key), key)
+      }),
+      (key) => Effect.sync(() => this.#used.delete(key))
+    ).pipe(Effect.flatMap((key) => Effect.sync(() => this.#registerPacket(key, socket))))
+  }
+
+  /**
+   * Registers a connected socket under `name`. At an upgrade it stops
+   * reading while the next generation takes it over; once that one is ready,
+   * this generation's copy is destroyed (never ended: the connection is
+   * shared) and the new generation owns it.
+   */
+  addConn(name: string, socket: Net.Socket): Effect.Effect<void, ListenError, Scope.Scope> {
+    const key = `conn:${name}`
+    return Effect.acquireRelease(
+      Effect.suspend(() => {
+        if (Handles.socketFd(socket) === undefined) {
+          return Effect.fail(new ListenError({ address: key, reason: "Failed", cause: "the socket is not connected" }))
+        }
+        return this.#checkFree(key, key)
+      }),
+      () => Effect.sync(() => this.#used.delete(key))
+    ).pipe(Effect.flatMap(() => Effect.sync(() => this.#registerConn(key, socket))))
+  }
+
+  /** Takes the connection the previous generation registered under `name`, and registers it again. */
+  conn(name: string): Effect.Effect<Option.Option<Net.Socket>> {
+    return Effect.sync(() => {
+      const key = `conn:${name}`
+      const inherited = this.#take(key, "conn")
+      if (inherited === undefined) return Option.none()
+      const socket = inherited.handle instanceof Net.Socket
+        ? inherited.handle
+        : new Net.Socket({ fd: inherited.fd!, readable: true, writable: true })
+      this.#registerConn(key, socket)
+      return Option.some(socket)
     })
   }
 
-  #match(request: Request): Protocol.Descriptor | undefined {
-    const byKey = this.#inherited.get(request.key)
-    if (byKey !== undefined) return byKey.kind === request.kind ? byKey : undefined
-    if (request.kind !== "tcp" || request.name !== undefined || request.port === 0) return undefined
-    for (const descriptor of this.#inherited.values()) {
-      if (
-        descriptor.kind === "tcp" && descriptor.port === request.port &&
-        request.addresses.includes(descriptor.address)
-      ) {
-        return descriptor
+  /** Registers an open fd (a file, pipe or FIFO, or any raw fd) under `name`; the caller keeps owning it. */
+  addFile(name: string, fd: number): Effect.Effect<void, ListenError, Scope.Scope> {
+    const key = `file:${name}`
+    return Effect.acquireRelease(
+      Effect.suspend(() => {
+        try {
+          Fs.fstatSync(fd)
+        } catch (cause) {
+          return Effect.fail(new ListenError({ address: key, reason: "Failed", cause }))
+        }
+        return this.#checkFree(key, key)
+      }),
+      () => Effect.sync(() => this.#used.delete(key))
+    ).pipe(Effect.flatMap(() => Effect.sync(() => this.#registerFile(key, fd))))
+  }
+
+  /** Takes the fd the previous generation registered under `name`, and registers it again. */
+  file(name: string): Effect.Effect<Option.Option<number>> {
+    return Effect.sync(() => Option.fromNullable(this.#claimFile(`file:${name}`)))
+  }
+
+  /** Takes every inherited fd, in the order the previous generation registered them. */
+  files(): Effect.Effect<ReadonlyArray<{ readonly name: string; readonly fd: number }>> {
+    return Effect.sync(() =>
+      [...this.#inherited.values()].flatMap(({ descriptor }) =>
+        descriptor.kind === "file"
+          ? [{ name: descriptor.key.slice("file:".length), fd: this.#claimFile(descriptor.key)! }]
+          : []
+      )
+    )
+  }
+
+  #claimFile(key: string): number | undefined {
+    const inherited = this.#take(key, "file")
+    if (inherited === undefined) return undefined
+    this.#registerFile(key, inherited.fd!)
+    return inherited.fd
+  }
+
+  #checkFree(key: string, label: string): Effect.Effect<void, ListenError> {
+    return this.#used.has(key)
+      ? Effect.fail(
+        new ListenError({
+          address: label,
+          reason: "Failed",
+          cause: `${key} is already registered in this generation; register it once and share it`
+        })
+      )
+      : Effect.void
+  }
+
+  #take(key: string, kind: Protocol.Descriptor["kind"]): Inherited | undefined {
+    const entry = this.#inherited.get(key)
+    if (entry === undefined || entry.descriptor.kind !== kind) return undefined
+    this.#inherited.delete(key)
+    return entry
+  }
+
+  #find(predicate: (descriptor: Protocol.Descriptor) => boolean): Inherited | undefined {
+    for (const entry of this.#inherited.values()) {
+      if (predicate(entry.descriptor)) {
+        this.#inherited.delete(entry.descriptor.key)
+        return entry
       }
     }
     return undefined
   }
 
-  #register(entry: ListenEntry, request: Request): void {
-    const key = entry.key
-    const server = entry.server
+  #claim(request: Request): Inherited | undefined {
+    const byKey = this.#take(request.key, request.kind)
+    if (byKey !== undefined || request.name !== undefined) return byKey
+    if (request.kind === "unix") return this.#find((d) => d.kind === "unix" && d.path === request.path)
+    if (request.port === 0) return undefined
+    return this.#find((d) => d.kind === "tcp" && d.port === request.port && request.addresses.includes(d.address))
+  }
+
+  /**
+   * `unix` names the socket file of a unix listener: a server adopted from an
+   * fd cannot tell its own path, and `pathInode` is what `unlinkIfSame` checks.
+   */
+  #registerListener(
+    key: string,
+    server: Net.Server,
+    unix: { readonly path: string; readonly pathInode: string | undefined } | undefined
+  ): void {
     this.#used.set(key, {
       key,
-      fd: () => serverFd(server),
       describe: () => {
-        if (request.kind === "unix") {
-          return { kind: "unix", key, path: request.path, ...(entry.inode === undefined ? {} : { inode: entry.inode }) }
+        if (Handles.serverFd(server) === undefined) return undefined
+        if (unix !== undefined) {
+          return {
+            kind: "unix",
+            key,
+            path: unix.path,
+            ...(unix.pathInode === undefined ? {} : { inode: unix.pathInode })
+          }
         }
         const address = server.address() as Net.AddressInfo
         return {
@@ -155,11 +373,56 @@ export class Registry {
           port: address.port,
           family: address.family === "IPv6" ? "IPv6" : "IPv4"
         }
+      },
+      payload: () => ({ handle: Handles.serverHandle(server)! }),
+      inode: () => socketInode(Handles.serverFd(server))
+    })
+  }
+
+  #registerPacket(key: string, socket: Dgram.Socket): void {
+    this.#used.set(key, {
+      key,
+      describe: () => {
+        if (Handles.dgramFd(socket) === undefined) return undefined
+        const address = socket.address()
+        return {
+          kind: "udp",
+          key,
+          type: address.family === "IPv6" ? "udp6" : "udp4",
+          address: address.address,
+          port: address.port
+        }
+      },
+      payload: () => ({ handle: socket }),
+      inode: () => socketInode(Handles.dgramFd(socket))
+    })
+  }
+
+  #registerConn(key: string, socket: Net.Socket): void {
+    this.#used.set(key, {
+      key,
+      describe: () => Handles.socketFd(socket) === undefined ? undefined : { kind: "conn", key },
+      payload: () => ({ handle: socket }),
+      inode: () => socketInode(Handles.socketFd(socket)),
+      hold: () => Handles.stopReading(socket),
+      settle: (handedOver) => {
+        if (!handedOver) return void socket.resume()
+        this.#used.delete(key)
+        socket.destroy()
       }
     })
   }
 
-  #release(entry: ListenEntry): void {
+  #registerFile(key: string, fd: number): void {
+    this.#used.set(key, {
+      key,
+      describe: () => ({ kind: "file", key, fd: 0 }),
+      payload: () => ({ fd }),
+      inode: () => undefined
+    })
+  }
+
+  #releaseListener(entry: ListenEntry): void {
     this.#used.delete(entry.key)
     // Stop accepting only: an http.Server's own close() would also cut idle
     // keep-alive connections, which is the drain's decision, not ours.
@@ -169,24 +432,61 @@ export class Registry {
     }
   }
 
-  /** Descriptors for the next generation, in the fd layout of the protocol. */
+  /**
+   * Everything the next generation receives. Connections stop reading until
+   * `settle` says how the upgrade ended.
+   */
   handover(): Effect.Effect<Handover, TooManyDescriptors> {
     return Effect.suspend(() => {
-      const live: Array<{ readonly fd: number; readonly described: Described }> = []
+      const descriptors: Array<Protocol.Descriptor> = []
+      const sockets: Array<{ readonly key: string; readonly handle: object }> = []
+      const fds: Array<number> = []
       for (const registered of this.#used.values()) {
-        const fd = registered.fd()
-        if (fd !== undefined) live.push({ fd, described: registered.describe() })
+        const described = registered.describe()
+        if (described === undefined) continue
+        const payload = registered.payload()
+        if ("fd" in payload) {
+          fds.push(payload.fd)
+          descriptors.push({ ...described, fd: Protocol.FIRST_FD + fds.length - 1 } as Protocol.Descriptor)
+        } else {
+          sockets.push({ key: registered.key, handle: payload.handle })
+          descriptors.push(described as Protocol.Descriptor)
+        }
       }
-      if (live.length > Protocol.MAX_DESCRIPTORS) {
-        return Effect.fail(new TooManyDescriptors({ count: live.length, max: Protocol.MAX_DESCRIPTORS }))
+      if (fds.length > Protocol.MAX_FILES) {
+        return Effect.fail(new TooManyDescriptors({ count: fds.length, max: Protocol.MAX_FILES }))
       }
-      return Effect.succeed({
-        descriptors: live.map(({ described }, i) =>
-          ({ ...described, fd: Protocol.FIRST_FD + i }) as Protocol.Descriptor
-        ),
-        fds: live.map(({ fd }) => fd)
-      })
+      for (const registered of this.#used.values()) registered.hold?.()
+      return Effect.succeed({ descriptors, sockets, fds })
     })
+  }
+
+  /** After an upgrade: hand connections over for good, or take them back. */
+  settle(handedOver: boolean): void {
+    for (const registered of [...this.#used.values()]) registered.settle?.(handedOver)
+  }
+
+  /**
+   * Listening sockets this process holds that the registry does not know: a
+   * server bound with a plain `listen()`. The next generation would find its
+   * address taken.
+   */
+  strays(): ReadonlyArray<string> {
+    if (!Procfs.available()) return []
+    const known = new Set<string>()
+    for (const registered of this.#used.values()) {
+      const inode = registered.inode()
+      if (inode !== undefined) known.add(inode)
+    }
+    const all = Procfs.sockets()
+    const strays: Array<string> = []
+    for (const inode of Procfs.ownSockets().keys()) {
+      const info = all.get(inode)
+      if (info === undefined || !info.listening || known.has(inode)) continue
+      if (info.kind === "tcp") strays.push(tcpLabel(info.address, info.port))
+      else if (info.kind === "unix" && info.stream && info.path !== undefined) strays.push(`unix:${info.path}`)
+    }
+    return strays
   }
 
   /**
@@ -197,11 +497,11 @@ export class Registry {
   closeUnclaimed(): ReadonlyArray<string> {
     const closed = [...this.#inherited.values()]
     this.#inherited.clear()
-    for (const descriptor of closed) {
-      closeFd(descriptor.fd)
-      if (descriptor.kind === "unix") unlinkIfSame(descriptor.path, descriptor.inode)
+    for (const entry of closed) {
+      closeInherited(entry)
+      if (entry.descriptor.kind === "unix") unlinkIfSame(entry.descriptor.path, entry.descriptor.inode)
     }
-    return closed.map((descriptor) => descriptor.key)
+    return closed.map((entry) => entry.descriptor.key)
   }
 }
 
@@ -236,6 +536,11 @@ type Request =
     readonly backlog: number | undefined
   }
 
+const hostLabel = (host: string | undefined): string =>
+  host === undefined || host === "" ? "*" : host.includes(":") ? `[${host}]` : host
+
+const tcpLabel = (host: string | undefined, port: number): string => `tcp:${hostLabel(host)}:${port}`
+
 const resolveRequest = (options: ListenOptions): Effect.Effect<Request, ListenError> => {
   const name = options.name
   if (options.path !== undefined) {
@@ -252,11 +557,11 @@ const resolveRequest = (options: ListenOptions): Effect.Effect<Request, ListenEr
   }
   const port = options.port ?? 0
   const host = options.host
-  const label = `tcp:${host !== undefined && host.includes(":") ? `[${host}]` : (host ?? "*")}:${port}`
+  const label = tcpLabel(host, port)
   if (!Number.isInteger(port) || port < 0 || port > 65535) {
     return Effect.fail(new ListenError({ address: label, reason: "Failed", cause: `port ${port} is out of range` }))
   }
-  return Effect.map(candidateAddresses(host, label), (addresses) => ({
+  return Effect.map(candidateAddresses(host, label, undefined), (addresses) => ({
     kind: "tcp" as const,
     key: name === undefined ? label : `name:${name}`,
     label,
@@ -269,39 +574,40 @@ const resolveRequest = (options: ListenOptions): Effect.Effect<Request, ListenEr
   }))
 }
 
-/** Where Node would bind `host`: the same lookup `server.listen` performs. */
+/** Where Node would bind `host`: the same lookup `server.listen` and `socket.bind` perform. */
 const candidateAddresses = (
   host: string | undefined,
-  label: string
+  label: string,
+  type: "udp4" | "udp6" | undefined
 ): Effect.Effect<ReadonlyArray<string>, ListenError> => {
-  if (host === undefined || host === "") return Effect.succeed(["::", "0.0.0.0"])
+  if (host === undefined || host === "") {
+    return Effect.succeed(type === "udp4" ? ["0.0.0.0"] : type === "udp6" ? ["::"] : ["::", "0.0.0.0"])
+  }
   if (Net.isIP(host) !== 0) return Effect.succeed([host])
   return Effect.async<ReadonlyArray<string>, ListenError>((resume) => {
-    Dns.lookup(host, (error, address) => {
+    const done = (error: Error | null, address: string) =>
       resume(
         error === null
           ? Effect.succeed([address])
           : Effect.fail(new ListenError({ address: label, reason: "Failed", cause: error }))
       )
-    })
+    if (type === undefined) Dns.lookup(host, done)
+    else Dns.lookup(host, type === "udp4" ? 4 : 6, done)
   })
 }
 
-const listenOn = (
-  server: Net.Server,
-  options: Net.ListenOptions & { readonly fd?: number },
-  label: string
-): Effect.Effect<void, ListenError> =>
+const listenError = (label: string, error: unknown) =>
+  new ListenError({
+    address: label,
+    reason: (error as NodeJS.ErrnoException).code === "EADDRINUSE" ? "AddressInUse" : "Failed",
+    cause: error
+  })
+
+const listenOn = (server: Net.Server, options: object, label: string): Effect.Effect<void, ListenError> =>
   Effect.async<void, ListenError>((resume) => {
-    const onError = (error: NodeJS.ErrnoException) => {
+    const onError = (error: Error) => {
       server.off("listening", onListening)
-      resume(Effect.fail(
-        new ListenError({
-          address: label,
-          reason: error.code === "EADDRINUSE" ? "AddressInUse" : "Failed",
-          cause: error
-        })
-      ))
+      resume(Effect.fail(listenError(label, error)))
     }
     const onListening = () => {
       server.off("error", onError)
@@ -310,12 +616,26 @@ const listenOn = (
     server.once("error", onError)
     server.once("listening", onListening)
     try {
+      // A handle received from the previous generation, `{ fd }`, or address options.
       server.listen(options as Net.ListenOptions)
     } catch (error) {
       server.off("error", onError)
       server.off("listening", onListening)
-      resume(Effect.fail(new ListenError({ address: label, reason: "Failed", cause: error })))
+      resume(Effect.fail(listenError(label, error)))
     }
+  })
+
+const bindDgram = (socket: Dgram.Socket, options: Dgram.BindOptions, label: string) =>
+  Effect.async<Dgram.Socket, ListenError>((resume) => {
+    const onError = (error: Error) => {
+      socket.close()
+      resume(Effect.fail(listenError(label, error)))
+    }
+    socket.once("error", onError)
+    socket.bind(options, () => {
+      socket.off("error", onError)
+      resume(Effect.succeed(socket))
+    })
   })
 
 const bindTcp = (server: Net.Server, request: Extract<Request, { kind: "tcp" }>) =>
@@ -328,11 +648,7 @@ const bindTcp = (server: Net.Server, request: Extract<Request, { kind: "tcp" }>)
     }, request.label)
     const address = server.address() as Net.AddressInfo
     // A port-0 listener is known to the next generation by the port it got.
-    const key = request.name === undefined && request.port === 0
-      ? `tcp:${
-        request.host !== undefined && request.host.includes(":") ? `[${request.host}]` : (request.host ?? "*")
-      }:${address.port}`
-      : request.key
+    const key = request.name === undefined && request.port === 0 ? tcpLabel(request.host, address.port) : request.key
     return { key, server, boundHere: true, path: undefined, inode: undefined } satisfies ListenEntry
   })
 
@@ -348,7 +664,8 @@ const bindUnix = (server: Net.Server, request: Extract<Request, { kind: "unix" }
     const listenOptions = request.backlog === undefined ? {} : { backlog: request.backlog }
     if (isAbstract(request.path)) {
       yield* listenOn(server, { path: request.path, ...listenOptions }, request.label)
-      return { key: request.key, server, boundHere: true, path: undefined, inode: undefined } satisfies ListenEntry
+      // No file to unlink, ever: the path is only its name.
+      return { key: request.key, server, boundHere: true, path: request.path, inode: undefined } satisfies ListenEntry
     }
     yield* checkUnixPath(request)
     const dir = Path.dirname(request.path)
@@ -395,6 +712,9 @@ const checkUnixPath = (request: Extract<Request, { kind: "unix" }>): Effect.Effe
 
 const isAbstract = (path: string): boolean => path.startsWith("\0")
 
+const socketInode = (fd: number | undefined): string | undefined =>
+  fd === undefined ? undefined : Procfs.socketInode(fd)
+
 const inodeOf = (path: string): string | undefined => {
   try {
     const stat = Fs.statSync(path, { bigint: true })
@@ -413,9 +733,16 @@ const unlinkIfSame = (path: string, inode: string | undefined): void => {
   }
 }
 
-const closeFd = (fd: number): void => {
+const closeInherited = (entry: Inherited): void => {
+  const handle = entry.handle as { close?: () => void; destroy?: () => void } | undefined
+  if (handle !== undefined) {
+    if (handle instanceof Net.Socket) handle.destroy()
+    else handle.close?.()
+    return
+  }
+  if (entry.fd === undefined) return
   try {
-    Fs.closeSync(fd)
+    Fs.closeSync(entry.fd)
   } catch {
     // Already closed.
   }

@@ -1,11 +1,13 @@
 /**
  * Drives fixture programs as real processes and reads their JSON-line events.
  */
+import { afterEach } from "@effect/vitest"
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Os from "node:os"
 import * as Path from "node:path"
+import type { Plan } from "../fixtures/generation.js"
 
 export const root = Path.resolve(import.meta.dirname, "../..")
 
@@ -29,8 +31,10 @@ export class Run {
   constructor(
     file: string,
     args: ReadonlyArray<string>,
-    options: { readonly env?: NodeJS.ProcessEnv; readonly extraStdio?: ReadonlyArray<ChildProcess.IOType | number> } =
-      {}
+    options: {
+      readonly env?: NodeJS.ProcessEnv
+      readonly extraStdio?: ReadonlyArray<ChildProcess.IOType | "ipc" | number>
+    } = {}
   ) {
     this.process = ChildProcess.spawn(process.execPath, ["--import", "tsx", file, ...args], {
       cwd: root,
@@ -226,4 +230,27 @@ export const hammer = async (
   }
   await Promise.all(Array.from({ length: concurrency }, loop))
   return { ok, failures, byPid }
+}
+
+/**
+ * Runs started by one test file, each ended (by pid) after its test. `start`
+ * runs the generation fixture with a plan file of its own.
+ */
+export const generations = () => {
+  const runs: Array<Run> = []
+  afterEach(() => {
+    for (const run of runs.splice(0)) run.kill()
+  })
+  const track = (run: Run): Run => {
+    runs.push(run)
+    return run
+  }
+  const start = (plan: Plan, env: NodeJS.ProcessEnv = {}) => {
+    const dir = tempDir()
+    const planFile = Path.join(dir, "plan.json")
+    writePlan(planFile, plan)
+    const run = track(new Run("test/fixtures/generation.ts", ["--plan", planFile], { env }))
+    return { run, dir, planFile }
+  }
+  return { start, track }
 }

@@ -1,0 +1,116 @@
+/**
+ * What the kernel knows about this process's sockets, read from /proc
+ * (Linux). Used to name the sockets systemd passes, and to find listeners
+ * that bypassed the registry before they make an upgrade fail.
+ *
+ * @internal
+ */
+import * as Fs from "node:fs"
+
+/** @internal */
+export type SocketInfo =
+  | {
+    readonly kind: "tcp" | "udp"
+    readonly inode: string
+    readonly family: "IPv4" | "IPv6"
+    readonly address: string
+    readonly port: number
+    readonly listening: boolean
+  }
+  | {
+    readonly kind: "unix"
+    readonly inode: string
+    readonly path: string | undefined
+    readonly stream: boolean
+    readonly listening: boolean
+  }
+
+/** @internal */
+export const available = (): boolean => Fs.existsSync("/proc/self/fd") && Fs.existsSync("/proc/net/tcp")
+
+/** The sockfs inode of an open fd, or `undefined` if it is not a socket. */
+export const socketInode = (fd: number): string | undefined => {
+  try {
+    const stat = Fs.fstatSync(fd)
+    return stat.isSocket() ? String(stat.ino) : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/** Inode -> fd for every socket this process holds. */
+export const ownSockets = (): Map<string, number> => {
+  const sockets = new Map<string, number>()
+  for (const fd of Fs.readdirSync("/proc/self/fd")) {
+    try {
+      const match = /^socket:\[(\d+)\]$/.exec(Fs.readlinkSync(`/proc/self/fd/${fd}`))
+      if (match !== null) sockets.set(match[1]!, Number(fd))
+    } catch {
+      // Closed while we looked (the fd of the directory listing itself, for one).
+    }
+  }
+  return sockets
+}
+
+/** Every socket in this network namespace, by inode. */
+export const sockets = (): Map<string, SocketInfo> => {
+  const byInode = new Map<string, SocketInfo>()
+  const inet = (file: string, kind: "tcp" | "udp", family: "IPv4" | "IPv6") => {
+    for (const line of readLines(file)) {
+      const fields = line.trim().split(/\s+/)
+      if (fields.length < 10 || fields[9] === "0") continue
+      const [hex, port] = fields[1]!.split(":")
+      byInode.set(fields[9]!, {
+        kind,
+        inode: fields[9]!,
+        family,
+        address: family === "IPv4" ? ipv4(hex!) : ipv6(hex!),
+        port: parseInt(port!, 16),
+        // TCP_LISTEN is 0A; an unconnected UDP socket is "closed" (07).
+        listening: kind === "tcp" ? fields[3] === "0A" : fields[3] === "07"
+      })
+    }
+  }
+  inet("/proc/net/tcp", "tcp", "IPv4")
+  inet("/proc/net/tcp6", "tcp", "IPv6")
+  inet("/proc/net/udp", "udp", "IPv4")
+  inet("/proc/net/udp6", "udp", "IPv6")
+  for (const line of readLines("/proc/net/unix")) {
+    // Num RefCount Protocol Flags Type St Inode Path
+    const fields = line.trim().split(/\s+/)
+    if (fields.length < 7) continue
+    const path = fields[7]
+    byInode.set(fields[6]!, {
+      kind: "unix",
+      inode: fields[6]!,
+      path: path === undefined ? undefined : path.startsWith("@") ? `\0${path.slice(1)}` : path,
+      stream: fields[4] === "0001",
+      listening: (parseInt(fields[3]!, 16) & 0x10000) !== 0
+    })
+  }
+  return byInode
+}
+
+const readLines = (file: string): ReadonlyArray<string> => {
+  try {
+    return Fs.readFileSync(file, "utf8").split("\n").slice(1)
+  } catch {
+    return []
+  }
+}
+
+/** /proc prints an IPv4 address as one little-endian 32-bit word in hex. */
+const ipv4 = (hex: string): string => {
+  const n = parseInt(hex, 16)
+  return [n & 0xff, (n >>> 8) & 0xff, (n >>> 16) & 0xff, n >>> 24].join(".")
+}
+
+/** ...and an IPv6 address as four such words; the URL parser gives its canonical text. */
+const ipv6 = (hex: string): string => {
+  const groups: Array<string> = []
+  for (let word = 0; word < 4; word++) {
+    const bytes = hex.slice(word * 8, word * 8 + 8).match(/../g)!.reverse().join("")
+    groups.push(bytes.slice(0, 4), bytes.slice(4, 8))
+  }
+  return new URL(`http://[${groups.join(":")}]/`).hostname.slice(1, -1)
+}
