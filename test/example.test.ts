@@ -5,19 +5,10 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Fs from "node:fs"
 import * as Http from "node:http"
-import * as Net from "node:net"
 import * as Path from "node:path"
-import { generations, Run, tempDir } from "./helpers/fixture.js"
+import { freePort, generations, Run, tempDir } from "./helpers/fixture.js"
 
 const { track } = generations()
-
-const freePort = (): Promise<number> =>
-  new Promise((resolve) => {
-    const server = Net.createServer().listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as Net.AddressInfo
-      server.close(() => resolve(port))
-    })
-  })
 
 const get = (port: number, agent: Http.Agent, path = "/"): Promise<{ status: number; body: string }> =>
   new Promise((resolve, reject) => {

@@ -88,12 +88,13 @@ describe("upgrade", () => {
     const first = await run.waitFor((e) => e.event === "ready")
     writePlan(planFile, { listen: [{ host: "127.0.0.1", port: first.listeners[0].port }], mode: "hang" })
     process.kill(first.pid, "SIGUSR2")
-    const child = await run.waitFor((e) => e.event === "started" && e.generation === 2)
     const failed = await run.waitFor((e) => e.event === "upgrade-failed")
     assert.strictEqual(failed.tag, "UpgradeTimeout")
-    assert.strictEqual(failed.pid, child.pid)
-    assert.match(failed.message, new RegExp(`pid ${child.pid} was not ready within 1s`))
-    assert.isFalse(exists(child.pid), "killed and reaped: no zombie left")
+    assert.match(failed.message, new RegExp(`pid ${failed.pid} was not ready within 1s`))
+    // On a busy machine the child may not even have reported that it started before it was killed.
+    const child = run.events.find((e) => e.event === "started" && e.generation === 2)
+    if (child !== undefined) assert.strictEqual(child.pid, failed.pid)
+    assert.isFalse(exists(failed.pid), "killed and reaped: no zombie left")
     assert.strictEqual(await askPid({ host: "127.0.0.1", port: first.listeners[0].port }), first.pid)
   })
 
@@ -189,7 +190,7 @@ describe("hygiene", () => {
     writePlan(planFile, { listen: [{ host: "127.0.0.1", port }], probeGrandchild: true })
     process.kill(first.pid, "SIGUSR2")
     const probe = await run.waitFor((e) => e.event === "grandchild" && e.pid !== first.pid)
-    assert.strictEqual(probe.env, "unset")
+    assert.strictEqual(probe.env, "", "no handover variable reaches the grandchild")
     const fds: Array<[string, string]> = probe.fds
     assert.includeMembers(fds.map(([fd]) => fd), ["0", "1", "2"], "the probe read the shell's fd table")
     const inode = listeningInode(port)!

@@ -8,7 +8,7 @@
  *
  * @internal
  */
-import type * as Dgram from "node:dgram"
+import * as Dgram from "node:dgram"
 import type * as Net from "node:net"
 
 interface Handle {
@@ -48,16 +48,67 @@ export const serverFd = (server: Net.Server): number | undefined => fdOf(handleO
  */
 export const socketFd = (socket: Net.Socket): number | undefined => fdOf(handleOf(socket))
 
+interface UdpHandle extends Handle {
+  readonly recvStart?: () => number
+  readonly recvStop?: () => number
+}
+
+/** `socket._handle` would work too, with a deprecation warning (DEP0112) on every use. */
+const dgramHandle = (socket: Dgram.Socket): UdpHandle | undefined => {
+  const symbol = Object.getOwnPropertySymbols(socket).find((s) => s.description === "state symbol")
+  const state = symbol === undefined ? undefined : (socket as unknown as Record<symbol, { handle?: UdpHandle }>)[symbol]
+  return state?.handle
+}
+
 /**
- * The fd of a bound UDP socket. `socket._handle` would work too, with a
- * deprecation warning (DEP0112) on every use.
+ * The raw handle of a bound UDP socket, to send over the IPC channel. Sent as
+ * a `dgram.Socket`, Node would start it receiving in the child as soon as it
+ * arrives, long before the application listens, and drop what it reads.
  *
  * @internal
  */
-export const dgramFd = (socket: Dgram.Socket): number | undefined => {
-  const symbol = Object.getOwnPropertySymbols(socket).find((s) => s.description === "state symbol")
-  const state = symbol === undefined ? undefined : (socket as unknown as Record<symbol, { handle?: Handle }>)[symbol]
-  return fdOf(state?.handle)
+export const dgramRawHandle = (socket: Dgram.Socket): object | undefined => dgramHandle(socket)
+
+/**
+ * Wraps a raw UDP handle from the previous generation in a `dgram.Socket`,
+ * holding datagrams in the kernel until the application listens.
+ *
+ * @internal
+ */
+export const adoptDgram = (type: "udp4" | "udp6", handle: object): Dgram.Socket => {
+  const socket = Dgram.createSocket(type)
+  // bind() takes a handle as cluster workers do: it starts receiving at once.
+  socket.bind(handle as unknown as Dgram.BindOptions)
+  holdDatagrams(socket)
+  return socket
+}
+
+/**
+ * The fd of a bound UDP socket.
+ *
+ * @internal
+ */
+export const dgramFd = (socket: Dgram.Socket): number | undefined => fdOf(dgramHandle(socket))
+
+/**
+ * Leaves datagrams in the kernel until the application listens for them.
+ * A UDP socket that arrives from the previous generation (or is opened on
+ * systemd's fd) is receiving already, and a datagram read before anyone
+ * listens for 'message' is dropped on the floor.
+ *
+ * @internal
+ */
+export const holdDatagrams = (socket: Dgram.Socket): void => {
+  const handle = dgramHandle(socket)
+  if (handle?.recvStop === undefined || handle.recvStart === undefined) return
+  handle.recvStop()
+  const onListener = (event: string | symbol) => {
+    if (event !== "message") return
+    socket.off("newListener", onListener)
+    // 'newListener' fires before the listener is added.
+    process.nextTick(() => handle.recvStart!())
+  }
+  socket.on("newListener", onListener)
 }
 
 /**

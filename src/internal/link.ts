@@ -6,7 +6,6 @@
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
-import * as Dgram from "node:dgram"
 import * as Net from "node:net"
 import { HandoverError } from "../UpgradeError.js"
 import * as Protocol from "./protocol.js"
@@ -118,7 +117,7 @@ const fits = (kind: Protocol.SocketDescriptor["kind"], handle: unknown): boolean
     case "unix":
       return describeHandle(handle) === "Pipe"
     case "udp":
-      return handle instanceof Dgram.Socket
+      return describeHandle(handle) === "UDP"
     case "conn":
       return handle instanceof Net.Socket
   }

@@ -194,9 +194,12 @@ export class Registry {
         let registeredKey = key
         if (inherited !== undefined) {
           registeredKey = inherited.descriptor.key
-          socket = inherited.handle instanceof Dgram.Socket
-            ? inherited.handle
-            : yield* bindDgram(Dgram.createSocket(options.type), { fd: inherited.fd! }, label)
+          if (inherited.handle !== undefined) {
+            socket = Handles.adoptDgram(options.type, inherited.handle as object)
+          } else {
+            socket = yield* bindDgram(Dgram.createSocket(options.type), { fd: inherited.fd! }, label)
+            Handles.holdDatagrams(socket)
+          }
         } else {
           socket = yield* bindDgram(Dgram.createSocket({ type: options.type, reuseAddr: options.reuseAddr ?? false }), {
             port,
@@ -393,7 +396,7 @@ export class Registry {
           port: address.port
         }
       },
-      payload: () => ({ handle: socket }),
+      payload: () => ({ handle: Handles.dgramRawHandle(socket)! }),
       inode: () => socketInode(Handles.dgramFd(socket))
     })
   }

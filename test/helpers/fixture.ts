@@ -34,9 +34,12 @@ export class Run {
     options: {
       readonly env?: NodeJS.ProcessEnv
       readonly extraStdio?: ReadonlyArray<ChildProcess.IOType | "ipc" | number>
+      /** A command that execs the rest of its arguments, such as a systemd-like launcher. */
+      readonly launcher?: ReadonlyArray<string>
     } = {}
   ) {
-    this.process = ChildProcess.spawn(process.execPath, ["--import", "tsx", file, ...args], {
+    const command = [...(options.launcher ?? []), process.execPath, "--import", "tsx", file, ...args]
+    this.process = ChildProcess.spawn(command[0]!, command.slice(1), {
       cwd: root,
       env: { ...process.env, ...options.env },
       stdio: ["ignore", "pipe", "pipe", ...(options.extraStdio ?? [])]
@@ -254,3 +257,12 @@ export const generations = () => {
   }
   return { start, track }
 }
+
+/** A port nobody listens on right now (bound and released; another process could take it meanwhile). */
+export const freePort = (): Promise<number> =>
+  new Promise((resolve) => {
+    const server = Net.createServer().listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as Net.AddressInfo
+      server.close(() => resolve(port))
+    })
+  })
