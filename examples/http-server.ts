@@ -48,12 +48,6 @@ const main = Effect.gen(function*() {
   yield* Drain.http(server, { deadline: "30 seconds" })
   yield* upgrader.ready
   yield* Effect.logInfo(`generation ${upgrader.generation} serving http://${values.host}:${values.port}/`)
-  if (upgrader.hasParent) {
-    yield* upgrader.waitForParent.pipe(
-      Effect.zipRight(Effect.logInfo("the previous generation has exited")),
-      Effect.forkScoped
-    )
-  }
   const reason = yield* upgrader.exit
   yield* Effect.logInfo(`${reason}: draining`)
 })

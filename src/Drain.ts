@@ -5,11 +5,16 @@
  * closes connections that look idle between two requests, and the request
  * the client is sending at that moment is lost. The drain instead:
  *
- * 1. stops accepting new connections;
- * 2. answers every later response with `Connection: close`, so kept-alive
- *    clients finish their request here and reconnect to the new generation;
- * 3. after `idleGrace`, closes connections that stay idle;
- * 4. at `deadline`, closes whatever remains.
+ * 1. stops accepting new connections (the next generation accepts them);
+ * 2. lets requests in flight finish;
+ * 3. answers later requests on kept-alive connections with
+ *    `Connection: close`, each connection at a random moment within `spread`,
+ *    so that kept-alive clients reconnect to the new generation a few at a
+ *    time rather than all at once;
+ * 4. closes connections that stay idle for `idleGrace` after that moment;
+ * 5. at `deadline`, closes whatever remains: WebSockets get a close frame
+ *    (1001, going away), other connections are destroyed, which interrupts
+ *    the Effect handlers still running on them.
  *
  * @since 0.1.0
  */
@@ -25,13 +30,30 @@ import * as Net from "node:net"
  */
 export interface Options {
   /**
-   * How long a kept-alive connection may stay silent once the drain began
-   * before it is closed. Busy clients get `Connection: close` on their next
-   * response long before. Default: 1 second.
+   * Over how long kept-alive connections are told to close (`Connection:
+   * close` on their next response). Default: 0, all at once.
+   */
+  readonly spread?: Duration.DurationInput | undefined
+  /**
+   * How long a kept-alive connection may stay silent after it was due to
+   * close before it is closed. Busy clients get `Connection: close` on
+   * their next response long before. Default: 1 second.
    */
   readonly idleGrace?: Duration.DurationInput | undefined
   /** When every remaining connection is closed. Default: 30 seconds. */
   readonly deadline?: Duration.DurationInput | undefined
+}
+
+/**
+ * Connections and responses of a server, watched from the moment it is made.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Tracker {
+  readonly server: Http.Server
+  /** Open connections, WebSockets included. */
+  readonly connections: () => number
 }
 
 /**
@@ -43,65 +65,33 @@ export interface Options {
  */
 export const http = (server: Http.Server, options: Options = {}): Effect.Effect<void, never, Scope.Scope> =>
   Effect.acquireRelease(
-    Effect.sync(() => new Tracker(server)),
+    Effect.sync(() => track(server)),
     (tracker) => run(tracker, options)
   ).pipe(Effect.asVoid)
 
-class Tracker {
-  readonly connections = new Set<Net.Socket>()
-  readonly responses = new Set<Http.ServerResponse>()
-  draining = false
-  #onEmpty: (() => void) | undefined
+/**
+ * Starts watching `server`. Call it before the server accepts connections
+ * you will want to drain.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const track = (server: Http.Server): Tracker => new ServerTracker(server)
 
-  constructor(readonly server: Http.Server) {
-    server.on("connection", (socket: Net.Socket) => {
-      this.connections.add(socket)
-      socket.once("close", () => {
-        this.connections.delete(socket)
-        if (this.connections.size === 0) this.#onEmpty?.()
-      })
-    })
-    // Prepended so it runs before the application's handler writes headers.
-    server.prependListener("request", (_request: Http.IncomingMessage, response: Http.ServerResponse) => {
-      if (this.draining) {
-        response.shouldKeepAlive = false
-        return
-      }
-      this.responses.add(response)
-      response.once("close", () => this.responses.delete(response))
-    })
-  }
-
-  begin(onEmpty: () => void): void {
-    this.draining = true
-    for (const response of this.responses) {
-      if (!response.headersSent) response.shouldKeepAlive = false
-    }
-    this.responses.clear()
-    if (this.server.listening) Net.Server.prototype.close.call(this.server)
-    if (this.connections.size === 0) return onEmpty()
-    this.#onEmpty = onEmpty
-  }
-}
-
-const run = (tracker: Tracker, options: Options): Effect.Effect<void> => {
+/**
+ * Drains a tracked server now; completes when every connection is closed.
+ * It is interruptible even inside a finalizer, and bounded by `deadline`.
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const run = (tracker: Tracker, options: Options = {}): Effect.Effect<void> => {
+  const self = tracker as ServerTracker
+  const spread = Duration.toMillis(options.spread ?? Duration.zero)
   const idleGrace = Duration.toMillis(options.idleGrace ?? Duration.seconds(1))
   return Effect.async<void>((resume) => {
-    let sweep: ReturnType<typeof setInterval> | undefined
-    const grace = setTimeout(() => {
-      tracker.server.closeIdleConnections()
-      // A response begun before the drain may still leave its connection kept alive.
-      sweep = setInterval(() => tracker.server.closeIdleConnections(), 100)
-    }, idleGrace)
-    const stopTimers = () => {
-      clearTimeout(grace)
-      clearInterval(sweep)
-    }
-    tracker.begin(() => {
-      stopTimers()
-      resume(Effect.void)
-    })
-    return Effect.sync(stopTimers)
+    const stop = self.begin(spread, idleGrace, () => resume(Effect.void))
+    return Effect.sync(stop)
   }).pipe(
     // Finalizers are uninterruptible; without this the deadline could not cut the wait short.
     Effect.interruptible,
@@ -109,14 +99,95 @@ const run = (tracker: Tracker, options: Options): Effect.Effect<void> => {
       duration: options.deadline ?? Duration.seconds(30),
       onSuccess: () => Effect.logDebug("drained"),
       onTimeout: () =>
-        Effect.sync(() => {
-          const remaining = tracker.connections.size
-          tracker.server.closeAllConnections()
-          for (const socket of tracker.connections) socket.destroy()
-          return remaining
-        }).pipe(Effect.flatMap((remaining) => Effect.logWarning(`drain deadline: closed ${remaining} connections`)))
+        Effect.suspend(() => {
+          const remaining = self.closeAll()
+          return Effect.logWarning(`drain deadline: closed ${remaining} connections`)
+        })
     }),
     Effect.flatten,
     Effect.withLogSpan("drain")
   )
+}
+
+/** WebSocket close frame, status 1001 (going away): FIN + opcode 8, unmasked, 2-byte payload. */
+const GOING_AWAY = Buffer.from([0x88, 0x02, 0x03, 0xe9])
+
+interface Connection {
+  /** Requests received and not yet answered. */
+  active: number
+  /** When the drain wants this connection gone (ms since epoch); set when the drain begins. */
+  closeAt: number
+  /** When its last response ended. */
+  lastActive: number
+  upgraded: boolean
+}
+
+class ServerTracker implements Tracker {
+  readonly #connections = new Map<Net.Socket, Connection>()
+  #draining = false
+  #onEmpty: (() => void) | undefined
+
+  constructor(readonly server: Http.Server) {
+    server.on("connection", (socket: Net.Socket) => {
+      const connection: Connection = { active: 0, closeAt: Infinity, lastActive: Date.now(), upgraded: false }
+      if (this.#draining) connection.closeAt = 0
+      this.#connections.set(socket, connection)
+      socket.once("close", () => {
+        this.#connections.delete(socket)
+        if (this.#connections.size === 0) this.#onEmpty?.()
+      })
+    })
+    // Prepended so it runs before the application's handler writes headers.
+    server.prependListener("request", (request: Http.IncomingMessage, response: Http.ServerResponse) => {
+      const connection = this.#connections.get(request.socket)
+      if (connection === undefined) return
+      connection.active++
+      response.once("close", () => {
+        connection.active--
+        connection.lastActive = Date.now()
+      })
+      if (this.#draining && Date.now() >= connection.closeAt) response.shouldKeepAlive = false
+    })
+    server.prependListener("upgrade", (request: Http.IncomingMessage) => {
+      const connection = this.#connections.get(request.socket)
+      if (connection !== undefined) connection.upgraded = true
+    })
+  }
+
+  connections = (): number => this.#connections.size
+
+  /** Begins the drain; returns what stops its timers. */
+  begin(spread: number, idleGrace: number, onEmpty: () => void): () => void {
+    this.#draining = true
+    const now = Date.now()
+    for (const connection of this.#connections.values()) connection.closeAt = now + Math.random() * spread
+    if (this.server.listening) Net.Server.prototype.close.call(this.server)
+    const sweep = setInterval(() => this.#sweep(idleGrace), Math.max(10, Math.min(100, idleGrace / 4)))
+    const stop = () => clearInterval(sweep)
+    this.#onEmpty = () => {
+      stop()
+      onEmpty()
+    }
+    if (this.#connections.size === 0) this.#onEmpty()
+    return stop
+  }
+
+  /** Closes kept-alive connections past their moment that have been silent for longer than the grace. */
+  #sweep(idleGrace: number): void {
+    const now = Date.now()
+    for (const [socket, connection] of this.#connections) {
+      if (connection.upgraded || connection.active > 0) continue
+      if (now >= Math.max(connection.closeAt, connection.lastActive) + idleGrace) socket.destroy()
+    }
+  }
+
+  /** Closes everything now; returns how many connections were open. */
+  closeAll(): number {
+    const remaining = this.#connections.size
+    for (const [socket, connection] of this.#connections) {
+      if (connection.upgraded && socket.writable) socket.end(GOING_AWAY)
+      else socket.destroy()
+    }
+    return remaining
+  }
 }

@@ -165,6 +165,27 @@ export const layer = (options: Options = {}): Layer.Layer<Upgrader | Fds.Fds, Ha
     )))
 
 /**
+ * Runs an application built as a layer (an `HttpServer.serve()` layer, say)
+ * for one generation: builds it, calls `ready`, and waits for `exit`; then
+ * closes it, which drains what it serves. Interrupting it (SIGTERM through
+ * `NodeRuntime.runMain`) closes it too.
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const launch = <ROut, E, RIn>(
+  self: Layer.Layer<ROut, E, RIn>
+): Effect.Effect<ExitReason, E | PidFileError, RIn | Upgrader> =>
+  Effect.scoped(Effect.gen(function*() {
+    const upgrader = yield* Upgrader
+    yield* Layer.build(self)
+    yield* upgrader.ready
+    const reason = yield* upgrader.exit
+    yield* Effect.logInfo(`${reason}: draining`)
+    return reason
+  }))
+
+/**
  * Settings from the environment: `TABLEFLIP_UPGRADE_TIMEOUT` (a duration such
  * as `30 seconds`) and `TABLEFLIP_PID_FILE`.
  *

@@ -237,6 +237,13 @@ export const make = Effect.fnUntraced(function*(options: Options) {
   })
 
   yield* Effect.addFinalizer(() => stop)
+  if (link !== undefined) {
+    yield* Deferred.await(link.parentGone).pipe(
+      Effect.zipRight(Effect.logInfo(`the previous generation (pid ${link.parentPid}) has exited`)),
+      annotate,
+      Effect.forkScoped
+    )
+  }
 
   return {
     pid: process.pid,

@@ -1,0 +1,65 @@
+/**
+ * An `@effect/platform` HttpRouter app that upgrades itself without dropping a request.
+ *
+ *   npm run example:platform -- --port 8080 --pid-file /tmp/app.pid   (or PORT / PID_FILE)
+ *   curl 'http://127.0.0.1:8080/?delay=200ms'     -> hello from pid 1234
+ *   kill -HUP $(cat /tmp/app.pid)                  -> a new generation takes over
+ *   kill -TERM $(cat /tmp/app.pid)                 -> drain and exit 0
+ *
+ * `/ws` is a WebSocket echo: an open socket on an old generation is closed
+ * (1001, going away) at the drain deadline.
+ */
+import * as HttpRouter from "@effect/platform/HttpRouter"
+import * as HttpServer from "@effect/platform/HttpServer"
+import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import { parseArgs } from "node:util"
+import * as TableflipHttp from "../src/HttpServer.js"
+import * as Upgrader from "../src/Upgrader.js"
+
+const { values } = parseArgs({
+  options: {
+    port: { type: "string", default: process.env.PORT ?? "8080" },
+    host: { type: "string", default: process.env.HOST ?? "127.0.0.1" },
+    "pid-file": { type: "string", default: process.env.PID_FILE },
+    deadline: { type: "string", default: process.env.DRAIN_DEADLINE ?? "30 seconds" }
+  }
+})
+
+const hello = Effect.gen(function*() {
+  const request = yield* HttpServerRequest.HttpServerRequest
+  const delay = new URL(request.url, "http://localhost").searchParams.get("delay")
+  if (delay !== null) {
+    const match = /^(\d+)(ms|s)$/.exec(delay)
+    if (match === null) return HttpServerResponse.text("delay must look like 200ms or 2s\n", { status: 400 })
+    yield* Effect.sleep(Duration.millis(Number(match[1]) * (match[2] === "s" ? 1000 : 1)))
+  }
+  return HttpServerResponse.text(`hello from pid ${process.pid}\n`)
+})
+
+const echo = Effect.gen(function*() {
+  const socket = yield* HttpServerRequest.upgrade
+  const write = yield* socket.writer
+  yield* socket.runRaw((message) => write(message))
+  return HttpServerResponse.empty()
+}).pipe(Effect.scoped)
+
+const HttpLive = HttpRouter.empty.pipe(
+  HttpRouter.get("/", hello),
+  HttpRouter.get("/ws", echo),
+  HttpServer.serve(),
+  Layer.provide(TableflipHttp.layer(
+    { host: values.host, port: Number(values.port) },
+    { deadline: Duration.decode(values.deadline as Duration.DurationInput), spread: "200 millis" }
+  ))
+)
+
+const UpgraderLive = Upgrader.layerSignal().pipe(
+  Layer.provideMerge(Upgrader.layer({ pidFile: values["pid-file"] }))
+)
+
+Upgrader.launch(HttpLive).pipe(Effect.provide(UpgraderLive), NodeRuntime.runMain)

@@ -1,0 +1,107 @@
+/**
+ * `@effect/platform`'s `HttpServer` on a listener from the registry: the
+ * socket the previous generation passed, or a new one. `HttpRouter`,
+ * `HttpApi` and WebSockets work on it unchanged, and it drains (see `Drain`)
+ * before its handlers are detached, when the serving scope closes.
+ *
+ * ```ts
+ * const HttpLive = HttpRouter.empty.pipe(
+ *   HttpRouter.get("/", HttpServerResponse.text("hello")),
+ *   HttpServer.serve(),
+ *   Layer.provide(TableflipHttp.layer({ host: "127.0.0.1", port: 8080 }))
+ * )
+ * Upgrader.launch(HttpLive).pipe(Effect.provide(UpgraderLive), NodeRuntime.runMain)
+ * ```
+ *
+ * @since 0.1.0
+ */
+import type * as Etag from "@effect/platform/Etag"
+import type * as HttpPlatform from "@effect/platform/HttpPlatform"
+import * as PlatformHttpServer from "@effect/platform/HttpServer"
+import type * as ServeError from "@effect/platform/HttpServerError"
+import type * as NodeContext from "@effect/platform-node/NodeContext"
+import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
+import * as Effect from "effect/Effect"
+import type { LazyArg } from "effect/Function"
+import * as Layer from "effect/Layer"
+import type * as Scope from "effect/Scope"
+import * as Http from "node:http"
+import * as Drain from "./Drain.js"
+import * as Fds from "./Fds.js"
+import type { ListenError } from "./UpgradeError.js"
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options extends Drain.Options {
+  /** The `http.Server` to serve with. Default: `http.createServer()`. */
+  readonly server?: LazyArg<Http.Server> | undefined
+}
+
+/**
+ * Listens through the registry and builds the platform's `HttpServer` on it.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (
+  listen: Fds.ListenOptions,
+  options: Options = {}
+): Effect.Effect<PlatformHttpServer.HttpServer, ListenError | ServeError.ServeError, Fds.Fds | Scope.Scope> =>
+  Effect.gen(function*() {
+    const server = options.server?.() ?? Http.createServer()
+    const tracker = Drain.track(server)
+    yield* Fds.listen(listen, server)
+    reportListening(server, listen)
+    const inner = yield* NodeHttpServer.make(() => server, {})
+    return PlatformHttpServer.make({
+      address: inner.address,
+      serve: (app, middleware) =>
+        Effect.zipRight(
+          middleware === undefined ? inner.serve(app) : inner.serve(app, middleware),
+          // Added after the platform's own finalizer, so it runs first: the drain needs the
+          // handlers attached to answer what is still in flight.
+          Effect.addFinalizer(() => Drain.run(tracker, options))
+        )
+    })
+  })
+
+/**
+ * The platform's `HttpServer`, with `HttpPlatform`, `Etag.Generator` and
+ * `NodeContext`, on a registry listener.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (
+  listen: Fds.ListenOptions,
+  options: Options = {}
+): Layer.Layer<
+  PlatformHttpServer.HttpServer | HttpPlatform.HttpPlatform | Etag.Generator | NodeContext.NodeContext,
+  ListenError | ServeError.ServeError,
+  Fds.Fds
+> =>
+  Layer.scoped(PlatformHttpServer.HttpServer, make(listen, options)).pipe(
+    Layer.provideMerge(NodeHttpServer.layerContext)
+  )
+
+/**
+ * `NodeHttpServer.make` insists on calling `listen()` itself, but the server
+ * already listens on the socket the registry chose; so that one call only
+ * reports success. A server adopted on a unix socket cannot tell its own
+ * path, which the platform reads as its address.
+ */
+const reportListening = (server: Http.Server, listen: Fds.ListenOptions): void => {
+  const self = server as unknown as Record<string, unknown>
+  self.listen = (...args: ReadonlyArray<unknown>) => {
+    delete self.listen
+    const callback = args.find((arg) => typeof arg === "function") as (() => void) | undefined
+    if (callback !== undefined) process.nextTick(callback)
+    return server
+  }
+  if (server.address() === null && listen.path !== undefined) {
+    const path = listen.path
+    self.address = () => path
+  }
+}
