@@ -1,0 +1,155 @@
+/**
+ * `npm run bench`: effect-tableflip against the alternatives, under load.
+ *
+ * Contenders: effect-tableflip (examples/http-server.ts, upgraded by SIGHUP);
+ * naive-restart (stop the old server, then start the new one); cluster-reload
+ * (a node:cluster primary replacing its worker as PM2's reload does).
+ * Scenarios: keep-alive and `Connection: close` clients, a fast handler and a
+ * 50 ms one. Each row: 3 upgrades under load from a separate process.
+ *
+ * Writes bench/results/<date>-node<major>.json and .md.
+ *
+ *   npm run bench [-- --upgrades 3 --only effect-tableflip]
+ */
+import * as ChildProcess from "node:child_process"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import { parseArgs } from "node:util"
+import type { ContenderName, Upgrade } from "./lib.js"
+import { contenders, freePort, root, sleep, splitByWindows, startLoad, tempDir } from "./lib.js"
+
+const { values } = parseArgs({
+  options: {
+    upgrades: { type: "string", default: "3" },
+    only: { type: "string" }
+  }
+})
+const upgradesPerRow = Number(values.upgrades)
+
+const scenarios = [
+  { scenario: "keep-alive, fast handler", keepAlive: true, path: "/", clients: 8 },
+  { scenario: "keep-alive, 50 ms handler", keepAlive: true, path: "/?delay=50ms", clients: 32 },
+  { scenario: "Connection: close, fast handler", keepAlive: false, path: "/", clients: 8 },
+  { scenario: "Connection: close, 50 ms handler", keepAlive: false, path: "/?delay=50ms", clients: 32 }
+] as const
+
+const names: ReadonlyArray<ContenderName> = values.only === undefined
+  ? ["effect-tableflip", "naive-restart", "cluster-reload"]
+  : [values.only as ContenderName]
+
+const round = (x: number) => Math.round(x * 10) / 10
+const median = (xs: ReadonlyArray<number>) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0
+
+/** Start-up floors: how long Node itself takes, measured here, on this Node. */
+const floor = () => {
+  const time = (args: ReadonlyArray<string>, runs = 15) => {
+    const samples: Array<number> = []
+    for (let i = 0; i < runs; i++) {
+      const started = performance.now()
+      ChildProcess.execFileSync(process.execPath, args, { cwd: root, stdio: "ignore" })
+      samples.push(performance.now() - started)
+    }
+    return round(median(samples))
+  }
+  const bareServer = "require('http').createServer().listen(0, '127.0.0.1', function () { this.close() })"
+  return {
+    nodeE0Ms: time(["-e", "0"]),
+    bareHttpServerMs: time(["-e", bareServer]),
+    libraryImportMs: time([
+      "--input-type=module",
+      "-e",
+      "await import('./build/src/Upgrader.js'); await import('./build/src/Fds.js'); await import('./build/src/Drain.js')"
+    ])
+  }
+}
+
+const rows = []
+for (const { clients, keepAlive, path, scenario } of scenarios) {
+  for (const contender of names) {
+    const port = await freePort()
+    const dir = tempDir()
+    const server = await contenders[contender](port, dir)
+    const firstRss = server.rssMb()
+    const load = startLoad(port, { clients, keepAlive, path }, dir)
+    const startedAt = performance.timeOrigin + performance.now()
+    await sleep(1000)
+    const upgrades: Array<Upgrade> = []
+    for (let i = 0; i < upgradesPerRow; i++) {
+      upgrades.push(await server.upgrade())
+      await sleep(1000)
+    }
+    const result = await load.stop()
+    const seconds = (performance.timeOrigin + performance.now() - startedAt) / 1000
+    await server.stop()
+    const { inside, outside } = splitByWindows(result, upgrades)
+    const row = {
+      contender,
+      scenario,
+      clients,
+      requests: result.start.length,
+      failed: result.failures.length,
+      errors: [...new Set(result.failures.map((f) => f.error))],
+      requestsPerSecond: Math.round(result.start.length / seconds),
+      latencyInUpgradeMs: inside,
+      latencyOutsideMs: outside,
+      signalToReadyMs: upgrades.map((u) => round(u.readyMs)),
+      signalToOldExitMs: upgrades.map((u) => round(u.oldExitMs)),
+      rssMb: {
+        first: firstRss,
+        oldAtSignal: upgrades.map((u) => u.oldRssMb),
+        newAtReady: upgrades.map((u) => u.newRssMb)
+      }
+    }
+    rows.push(row)
+    process.stdout.write(
+      `${contender.padEnd(17)} ${scenario.padEnd(33)} failed ${String(row.failed).padStart(4)}  ` +
+        `${row.requestsPerSecond} req/s  ready ${row.signalToReadyMs.join("/")} ms  old exit ${
+          row.signalToOldExitMs.join("/")
+        } ms\n`
+    )
+  }
+}
+
+const floors = floor()
+const ours = rows.filter((r) => r.contender === "effect-tableflip").flatMap((r) => r.signalToReadyMs)
+const results = {
+  node: process.version,
+  date: new Date().toISOString(),
+  machine: { cpus: Os.cpus().length, model: Os.cpus()[0]?.model ?? "?", memoryGb: Math.round(Os.totalmem() / 2 ** 30) },
+  upgradesPerRow,
+  floor: {
+    ...floors,
+    tableflipSignalToReadyMedianMs: round(median(ours)),
+    tableflipAboveBareServerMs: round(median(ours) - floors.bareHttpServerMs)
+  },
+  rows
+}
+
+const fmt = (l: { n: number; p50: number; p99: number; max: number }) => `${l.p50} / ${l.p99} / ${l.max}`
+const md = [
+  `### Node ${process.version}: ${results.machine.cpus} cores (${results.machine.model}), ${upgradesPerRow} upgrades per row`,
+  "",
+  "| contender | scenario | failed | req/s | latency in upgrade windows p50 / p99 / max (ms) | outside | signal to ready (ms) | signal to old exit (ms) | RSS first / new at ready (MB) |",
+  "|---|---|---:|---:|---|---|---|---|---|",
+  ...rows.map((r) =>
+    `| ${r.contender} | ${r.scenario} | ${r.failed}${
+      r.errors.length > 0 ? ` (${r.errors.join(", ")})` : ""
+    } | ${r.requestsPerSecond} | ${fmt(r.latencyInUpgradeMs)} | ${fmt(r.latencyOutsideMs)} | ${
+      r.signalToReadyMs.join(", ")
+    } | ${r.signalToOldExitMs.join(", ")} | ${r.rssMb.first} / ${r.rssMb.newAtReady.join(", ")} |`
+  ),
+  "",
+  `Floor on this Node: \`node -e 0\` ${floors.nodeE0Ms} ms; a bare http server's start-up ${floors.bareHttpServerMs} ms; ` +
+  `importing Upgrader, Fds and Drain ${floors.libraryImportMs} ms (a process start included). ` +
+  `effect-tableflip's signal-to-ready median ${results.floor.tableflipSignalToReadyMedianMs} ms, ` +
+  `${results.floor.tableflipAboveBareServerMs} ms above the bare server.`,
+  ""
+].join("\n")
+
+const dir = Path.join(root, "bench", "results")
+Fs.mkdirSync(dir, { recursive: true })
+const base = Path.join(dir, `${results.date.slice(0, 10)}-node${process.versions.node.split(".")[0]}`)
+Fs.writeFileSync(`${base}.json`, `${JSON.stringify(results, null, 2)}\n`)
+Fs.writeFileSync(`${base}.md`, md)
+process.stdout.write(`\n${md}\nwrote ${Path.relative(root, base)}.json and .md\n`)

@@ -1,0 +1,298 @@
+/**
+ * What the demo and the benchmark share: starting a contender's server,
+ * upgrading it while a separate load process runs, and reading the numbers.
+ * Traffic goes to 127.0.0.1 only; every process is ended by its pid.
+ */
+import * as ChildProcess from "node:child_process"
+import * as Fs from "node:fs"
+import * as Net from "node:net"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import type { LoadResult } from "./load.js"
+
+export const root = Path.resolve(import.meta.dirname, "..")
+const now = () => performance.timeOrigin + performance.now()
+
+export type ContenderName = "effect-tableflip" | "naive-restart" | "cluster-reload"
+
+export interface Upgrade {
+  readonly signalAt: number
+  /** Signal to the new generation ready (listening, for the others). */
+  readonly readyMs: number
+  /** Signal to the old generation's exit. */
+  readonly oldExitMs: number
+  readonly oldPid: number
+  readonly newPid: number
+  readonly oldRssMb: number
+  readonly newRssMb: number
+}
+
+export interface Server {
+  readonly pid: () => number
+  readonly rssMb: () => number
+  readonly upgrade: () => Promise<Upgrade>
+  readonly stop: () => Promise<void>
+}
+
+/** Lines a process writes to stdout, with waiting for one that matches. */
+class Lines {
+  readonly lines: Array<string> = []
+  readonly #waiters = new Set<() => void>()
+  constructor(stream: NodeJS.ReadableStream) {
+    let buffer = ""
+    stream.setEncoding("utf8")
+    stream.on("data", (chunk: string) => {
+      buffer += chunk
+      let newline: number
+      while ((newline = buffer.indexOf("\n")) !== -1) {
+        this.lines.push(buffer.slice(0, newline))
+        buffer = buffer.slice(newline + 1)
+      }
+      for (const waiter of this.#waiters) waiter()
+    })
+  }
+  wait(pattern: RegExp, from: number): Promise<RegExpExecArray> {
+    return new Promise((resolve) => {
+      const check = () => {
+        for (const line of this.lines.slice(from)) {
+          const match = pattern.exec(line)
+          if (match !== null) {
+            this.#waiters.delete(check)
+            return resolve(match)
+          }
+        }
+      }
+      this.#waiters.add(check)
+      check()
+    })
+  }
+}
+
+/**
+ * Servers run from the JavaScript `npm run build` leaves in build/ (as a
+ * deployed service would), so that start-up times are the library's and
+ * Node's, not the TypeScript loader's.
+ */
+const node = (script: string, args: ReadonlyArray<string>) =>
+  ChildProcess.spawn(process.execPath, [Path.join(root, "build", script.replace(/\.ts$/, ".js")), ...args], {
+    cwd: root,
+    stdio: ["ignore", "pipe", "inherit"]
+  })
+
+export const rssMb = (pid: number): number => {
+  try {
+    const kb = Number(/VmRSS:\s+(\d+)/.exec(Fs.readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0)
+    return Math.round(kb / 102.4) / 10
+  } catch {
+    return 0
+  }
+}
+
+const exited = (child: ChildProcess.ChildProcess): Promise<void> =>
+  child.exitCode !== null || child.signalCode !== null
+    ? Promise.resolve()
+    : new Promise((resolve) => child.once("exit", () => resolve()))
+
+/** effect-tableflip: examples/http-server.ts, upgraded with SIGHUP to the pid in its PID file. */
+const tableflip = async (port: number, dir: string): Promise<Server> => {
+  const pidFile = Path.join(dir, "app.pid")
+  const child = node("examples/http-server.ts", ["--port", String(port), "--pid-file", pidFile])
+  const out = new Lines(child.stdout!)
+  await out.wait(/generation 1 serving/, 0)
+  const pid = () => Number(Fs.readFileSync(pidFile, "utf8"))
+  const pidChanged = (old: number) =>
+    new Promise<number>((resolve) => {
+      // The PID file is renamed into place when the new generation is ready.
+      const watcher = Fs.watch(dir, () => check())
+      const check = () => {
+        const current = Fs.existsSync(pidFile) ? pid() : old
+        if (current !== old) {
+          watcher.close()
+          resolve(current)
+        }
+      }
+      check()
+    })
+  return {
+    pid,
+    rssMb: () => rssMb(pid()),
+    upgrade: async () => {
+      const oldPid = pid()
+      const oldRssMb = rssMb(oldPid)
+      const from = out.lines.length
+      const changed = pidChanged(oldPid)
+      const signalAt = now()
+      process.kill(oldPid, "SIGHUP")
+      const newPid = await changed
+      const readyAt = now()
+      const newRssMb = rssMb(newPid)
+      await out.wait(new RegExp(`previous generation \\(pid ${oldPid}\\) has exited`), from)
+      return {
+        signalAt,
+        readyMs: readyAt - signalAt,
+        oldExitMs: now() - signalAt,
+        oldPid,
+        newPid,
+        oldRssMb,
+        newRssMb
+      }
+    },
+    stop: async () => {
+      const last = pid()
+      const done = new Promise<void>((resolve) => child.stdout!.once("close", () => resolve()))
+      process.kill(last, "SIGTERM")
+      await done
+    }
+  }
+}
+
+/** naive-restart: stop the old server, then start the new one. */
+const naive = async (port: number): Promise<Server> => {
+  const start = async () => {
+    const child = node("bench/contenders/naive.ts", ["--port", String(port)])
+    await new Lines(child.stdout!).wait(/"event":"ready"/, 0)
+    return child
+  }
+  let current = await start()
+  return {
+    pid: () => current.pid!,
+    rssMb: () => rssMb(current.pid!),
+    upgrade: async () => {
+      const old = current
+      const oldRssMb = rssMb(old.pid!)
+      const signalAt = now()
+      old.kill("SIGTERM")
+      await exited(old)
+      const oldExitMs = now() - signalAt
+      current = await start()
+      return {
+        signalAt,
+        readyMs: now() - signalAt,
+        oldExitMs,
+        oldPid: old.pid!,
+        newPid: current.pid!,
+        oldRssMb,
+        newRssMb: rssMb(current.pid!)
+      }
+    },
+    stop: async () => {
+      current.kill("SIGTERM")
+      await exited(current)
+    }
+  }
+}
+
+/** cluster-reload: a node:cluster primary replacing its worker as PM2's reload does. */
+const cluster = async (port: number): Promise<Server> => {
+  const primary = node("bench/contenders/cluster.ts", ["--port", String(port)])
+  const out = new Lines(primary.stdout!)
+  let worker = Number((await out.wait(/"event":"ready","pid":(\d+)/, 0))[1])
+  return {
+    pid: () => worker,
+    rssMb: () => rssMb(worker),
+    upgrade: async () => {
+      const oldPid = worker
+      const oldRssMb = rssMb(oldPid)
+      const from = out.lines.length
+      const signalAt = now()
+      primary.kill("SIGHUP")
+      worker = Number((await out.wait(/"event":"ready","pid":(\d+)/, from))[1])
+      const readyMs = now() - signalAt
+      const newRssMb = rssMb(worker)
+      await out.wait(new RegExp(`"event":"exited","pid":${oldPid}`), from)
+      return { signalAt, readyMs, oldExitMs: now() - signalAt, oldPid, newPid: worker, oldRssMb, newRssMb }
+    },
+    stop: async () => {
+      primary.kill("SIGTERM")
+      await exited(primary)
+    }
+  }
+}
+
+export const contenders: Record<ContenderName, (port: number, dir: string) => Promise<Server>> = {
+  "effect-tableflip": tableflip,
+  "naive-restart": naive,
+  "cluster-reload": cluster
+}
+
+export const freePort = (): Promise<number> =>
+  new Promise((resolve) => {
+    const server = Net.createServer().listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as Net.AddressInfo
+      server.close(() => resolve(port))
+    })
+  })
+
+export const tempDir = (): string => Fs.mkdtempSync(Path.join(Os.tmpdir(), "tableflip-bench-"))
+
+export interface Load {
+  readonly progress: () => { readonly requests: number; readonly failed: number }
+  readonly stop: () => Promise<LoadResult>
+}
+
+/** Starts the load generator process against 127.0.0.1:port. */
+export const startLoad = (
+  port: number,
+  options: { readonly clients: number; readonly keepAlive: boolean; readonly path: string },
+  dir: string
+): Load => {
+  const out = Path.join(dir, `load-${Date.now()}.json`)
+  const child = ChildProcess.spawn(process.execPath, [
+    "--import",
+    "tsx",
+    "bench/load.ts",
+    "--port",
+    String(port),
+    "--clients",
+    String(options.clients),
+    "--path",
+    options.path,
+    "--out",
+    out,
+    ...(options.keepAlive ? [] : ["--close"])
+  ], { cwd: root, stdio: ["ignore", "pipe", "inherit"] })
+  const lines = new Lines(child.stdout!)
+  return {
+    progress: () => {
+      const last = lines.lines.at(-1)
+      return last === undefined ? { requests: 0, failed: 0 } : JSON.parse(last)
+    },
+    stop: async () => {
+      child.kill("SIGTERM")
+      await exited(child)
+      return JSON.parse(Fs.readFileSync(out, "utf8")) as LoadResult
+    }
+  }
+}
+
+export interface Latency {
+  readonly n: number
+  readonly p50: number
+  readonly p99: number
+  readonly max: number
+}
+
+export const latency = (values: ReadonlyArray<number>): Latency => {
+  const sorted = [...values].sort((a, b) => a - b)
+  const at = (q: number) =>
+    sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!
+  const round = (x: number) => Math.round(x * 100) / 100
+  return { n: sorted.length, p50: round(at(0.5)), p99: round(at(0.99)), max: round(sorted.at(-1) ?? 0) }
+}
+
+/** Latencies of successful requests that started inside an upgrade window, and outside. */
+export const splitByWindows = (result: LoadResult, upgrades: ReadonlyArray<Upgrade>) => {
+  const inside: Array<number> = []
+  const outside: Array<number> = []
+  result.start.forEach((start, i) => {
+    const ms = result.latency[i]!
+    if (ms < 0) return
+    // The window runs from the signal until both the new generation serves and the old one is gone.
+    const within = upgrades.some((u) => start >= u.signalAt && start <= u.signalAt + Math.max(u.readyMs, u.oldExitMs))
+    ;(within ? inside : outside).push(ms)
+  })
+  return { inside: latency(inside), outside: latency(outside) }
+}
+
+/** Waits `ms` while the load runs: the benchmark's pacing, not a test's hope. */
+export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
