@@ -182,6 +182,37 @@ describe("upgrade", () => {
   })
 })
 
+describe("faults", () => {
+  it("takes the PID file back when a new generation wrote it and died before it was ready", async () => {
+    const pidFile = Path.join(tempDir(), "app.pid")
+    const { planFile, run } = start({ listen: [loopback], pidFile })
+    const first = await run.waitFor((e) => e.event === "ready")
+    writePlan(planFile, {
+      listen: [{ host: "127.0.0.1", port: first.listeners[0].port }],
+      pidFile,
+      mode: "pidfile-crash"
+    })
+    process.kill(first.pid, "SIGUSR2")
+    const failed = await run.waitFor((e) => e.event === "upgrade-failed")
+    assert.strictEqual(failed.tag, "ChildExited")
+    assert.strictEqual(Fs.readFileSync(pidFile, "utf8"), `${first.pid}\n`, "the PID file names the serving pid")
+  })
+
+  it("serializes a storm of 100 SIGHUPs into one upgrade, with no stray child", async () => {
+    const { planFile, run } = start({ listen: [loopback] })
+    const first = await run.waitFor((e) => e.event === "ready")
+    writePlan(planFile, { listen: [{ host: "127.0.0.1", port: first.listeners[0].port }] })
+    // All sent long before the new generation can be ready, so every one reaches the first generation.
+    for (let i = 0; i < 100; i++) process.kill(first.pid, "SIGHUP")
+    const second = await run.waitFor((e) => e.event === "ready" && e.generation === 2)
+    await run.waitFor((e) => e.event === "parent-gone" && e.pid === second.pid)
+    assert.strictEqual(await run.exited(), 0, "the first generation drained and exited cleanly")
+    const started = run.events.filter((e) => e.event === "started" && e.generation > 1)
+    assert.deepStrictEqual(started.map((e) => e.pid), [second.pid], "exactly one new generation was started")
+    assert.strictEqual(await askPid({ host: "127.0.0.1", port: first.listeners[0].port }), second.pid)
+  })
+})
+
 describe("hygiene", () => {
   it("keeps the handover fds and environment out of processes the new generation spawns", async () => {
     const { planFile, run } = start({ listen: [loopback] })

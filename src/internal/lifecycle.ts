@@ -129,6 +129,13 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     yield* Effect.logInfo("ready")
   }).pipe(annotate, Effect.withSpan("Upgrader.ready"))
 
+  // A new generation writes the PID file just before it says it is ready; if it died right
+  // there, the file names a dead process while this one serves on.
+  const reclaimPidFile = pidFile === undefined ? Effect.void : PidFile.read(pidFile).pipe(
+    Effect.flatMap((pid) => pid === process.pid ? Effect.void : PidFile.write(pidFile)),
+    Effect.catchAll((error) => Effect.logWarning(error.message))
+  )
+
   const begin = Effect.gen(function*() {
     const parentAlive = link !== undefined && !(yield* Deferred.isDone(link.parentGone))
     return yield* Ref.modify(state, (s): [Either.Either<void, UpgradeError>, State] => {
@@ -207,7 +214,9 @@ export const make = Effect.fnUntraced(function*(options: Options) {
           Effect.zipRight(Deferred.succeed(exitReason, "upgraded")),
           Effect.zipRight(Effect.logInfo("upgraded").pipe(Effect.annotateLogs({ childPid: exit.value.pid })))
         )
-        : Ref.update(state, (s): State => s._tag === "Upgrading" ? { _tag: "Ready" } : s)
+        : Ref.update(state, (s): State => s._tag === "Upgrading" ? { _tag: "Ready" } : s).pipe(
+          Effect.zipRight(reclaimPidFile)
+        )
     )
   )
 
