@@ -19,6 +19,13 @@ export * as Drain from "./Drain.js"
 export * as Fds from "./Fds.js"
 
 /**
+ * The library's metrics, as named constants.
+ *
+ * @since 0.1.0
+ */
+export * as Metrics from "./Metrics.js"
+
+/**
  * An atomic, symlink-safe PID file.
  *
  * @since 0.1.0

@@ -14,8 +14,10 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as Metric from "effect/Metric"
 import * as Ref from "effect/Ref"
 import * as Path from "node:path"
+import * as Metrics from "../Metrics.js"
 import * as PidFile from "../PidFile.js"
 import type { UpgradeError } from "../UpgradeError.js"
 import {
@@ -220,6 +222,16 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     )
   )
 
+  const record = <A>(self: Effect.Effect<A, UpgradeError>) =>
+    Effect.timed(self).pipe(
+      Effect.tap(([duration]) => Metrics.upgradeDuration(Effect.succeed(Duration.toMillis(duration)))),
+      Effect.map(([, value]) => value),
+      Effect.tapBoth({
+        onFailure: (error) => Metric.increment(Metric.tagged(Metrics.upgrades, "outcome", error._tag)),
+        onSuccess: () => Metric.increment(Metric.tagged(Metrics.upgrades, "outcome", "upgraded"))
+      })
+    )
+
   const upgrade = Effect.gen(function*() {
     yield* begin
     // The attempt lives in the layer's scope, so closing the layer kills a pending child;
@@ -228,6 +240,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     pending = fiber
     return yield* Fiber.join(fiber).pipe(Effect.onInterrupt(() => Fiber.interrupt(fiber)))
   }).pipe(
+    record,
     Effect.tapError((error) => Effect.logWarning("upgrade failed", error.message)),
     annotate,
     Effect.withLogSpan("upgrade"),
