@@ -198,6 +198,56 @@ describe("faults", () => {
     assert.strictEqual(Fs.readFileSync(pidFile, "utf8"), `${first.pid}\n`, "the PID file names the serving pid")
   })
 
+  it("survives a SIGKILL of the new generation after it claimed its listeners: no refused connection", async () => {
+    const pidFile = Path.join(tempDir(), "app.pid")
+    const { planFile, run } = start({ listen: [loopback], pidFile })
+    const first = await run.waitFor((e) => e.event === "ready")
+    const port: number = first.listeners[0].port
+    writePlan(planFile, { listen: [{ host: "127.0.0.1", port }], pidFile, mode: "unready" })
+    const killed = (async () => {
+      process.kill(first.pid, "SIGUSR2")
+      const child = await run.waitFor((e) => e.event === "serving" && e.generation === 2)
+      process.kill(child.pid, "SIGKILL")
+      return run.waitFor((e) => e.event === "upgrade-failed")
+    })()
+    const load = await hammer({ host: "127.0.0.1", port }, killed)
+    const failed = await killed
+    assert.strictEqual(failed.tag, "ChildExited")
+    assert.strictEqual(failed.signal, "SIGKILL")
+    assert.deepStrictEqual(load.failures.filter((code) => code === "ECONNREFUSED"), [], "no connection refused")
+    assert.isFalse(exists(failed.pid), "reaped")
+    assert.strictEqual(Fs.readFileSync(pidFile, "utf8"), `${first.pid}\n`)
+    writePlan(planFile, { listen: [{ host: "127.0.0.1", port }], pidFile })
+    process.kill(first.pid, "SIGUSR2")
+    const again = await run.waitFor((e) => e.event === "upgraded")
+    await run.waitFor((e) => e.event === "parent-gone" && e.pid === again.child)
+    assert.strictEqual(await askPid({ host: "127.0.0.1", port }), again.child, "the survivor upgraded again")
+  })
+
+  it("survives a SIGKILL of the old generation just after the new one is ready", async () => {
+    const pidFile = Path.join(tempDir(), "app.pid")
+    const { planFile, run } = start({ listen: [loopback], pidFile, linger: true })
+    const first = await run.waitFor((e) => e.event === "ready")
+    const port: number = first.listeners[0].port
+    writePlan(planFile, { listen: [{ host: "127.0.0.1", port }], pidFile })
+    const killed = (async () => {
+      process.kill(first.pid, "SIGUSR2")
+      const upgraded = await run.waitFor((e) => e.event === "upgraded")
+      process.kill(first.pid, "SIGKILL")
+      await run.waitFor((e) => e.event === "parent-gone" && e.pid === upgraded.child)
+      return upgraded.child as number
+    })()
+    const load = await hammer({ host: "127.0.0.1", port }, killed)
+    const child = await killed
+    assert.deepStrictEqual(load.failures.filter((code) => code === "ECONNREFUSED"), [], "no connection refused")
+    assert.strictEqual(Fs.readFileSync(pidFile, "utf8"), `${child}\n`)
+    assert.strictEqual(await askPid({ host: "127.0.0.1", port }), child)
+    writePlan(planFile, { listen: [{ host: "127.0.0.1", port }], pidFile })
+    process.kill(child, "SIGUSR2")
+    const again = await run.waitFor((e) => e.event === "upgraded" && e.pid === child)
+    assert.notStrictEqual(again.child, child, "the survivor can upgrade again")
+  })
+
   it("serializes a storm of 100 SIGHUPs into one upgrade, with no stray child", async () => {
     const { planFile, run } = start({ listen: [loopback] })
     const first = await run.waitFor((e) => e.event === "ready")
