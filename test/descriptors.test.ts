@@ -16,24 +16,12 @@ import {
   listeningInode,
   Run,
   tempDir,
+  upgradeFrom,
   writePlan
 } from "./helpers/fixture.js"
 import type { Event } from "./helpers/fixture.js"
 
 const { start, track } = generations()
-
-/** Upgrades the generation `pid` and resolves once its successor serves alone. */
-const upgradeFrom = async (run: Run, pid: number): Promise<number> => {
-  const from = run.events.length
-  process.kill(pid, "SIGUSR2")
-  const outcome = await run.waitFor(
-    (e) => (e.event === "upgraded" || e.event === "upgrade-failed") && e.pid === pid,
-    from
-  )
-  if (outcome.event !== "upgraded") throw new Error(`upgrade failed: ${outcome.message}`)
-  await run.waitFor((e) => e.event === "parent-gone" && e.pid === outcome.child, from)
-  return outcome.child
-}
 
 const listen = (server: Net.Server): Promise<number> =>
   new Promise((resolve) => server.listen(0, "127.0.0.1", () => resolve((server.address() as Net.AddressInfo).port)))

@@ -6,19 +6,18 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Path from "node:path"
-import type { Run } from "./helpers/fixture.js"
-import { askPid, fdCount, generations, holdsSocket, listeningInode, tempDir, writePlan } from "./helpers/fixture.js"
+import {
+  askPid,
+  fdCount,
+  generations,
+  holdsSocket,
+  listeningInode,
+  tempDir,
+  upgradeFrom,
+  writePlan
+} from "./helpers/fixture.js"
 
 const { start } = generations()
-
-/** Upgrades the generation `pid` and resolves once its successor serves alone. */
-const upgradeFrom = async (run: Run, pid: number): Promise<number> => {
-  const from = run.events.length
-  process.kill(pid, "SIGUSR2")
-  const upgraded = await run.waitFor((e) => e.event === "upgraded" && e.pid === pid, from)
-  await run.waitFor((e) => e.event === "parent-gone" && e.pid === upgraded.child, from)
-  return upgraded.child
-}
 
 const refused = (target: Net.NetConnectOpts): Promise<string> =>
   new Promise((resolve, reject) => {

@@ -9,7 +9,7 @@
  * @internal
  */
 import * as Dgram from "node:dgram"
-import type * as Net from "node:net"
+import * as Net from "node:net"
 
 interface Handle {
   readonly fd?: unknown
@@ -53,21 +53,20 @@ interface UdpHandle extends Handle {
   readonly recvStop?: () => number
 }
 
-/** `socket._handle` would work too, with a deprecation warning (DEP0112) on every use. */
-const dgramHandle = (socket: Dgram.Socket): UdpHandle | undefined => {
-  const symbol = Object.getOwnPropertySymbols(socket).find((s) => s.description === "state symbol")
-  const state = symbol === undefined ? undefined : (socket as unknown as Record<symbol, { handle?: UdpHandle }>)[symbol]
-  return state?.handle
-}
-
 /**
  * The raw handle of a bound UDP socket, to send over the IPC channel. Sent as
  * a `dgram.Socket`, Node would start it receiving in the child as soon as it
  * arrives, long before the application listens, and drop what it reads.
+ * (`socket._handle` would work too, with a deprecation warning, DEP0112, on
+ * every use.)
  *
  * @internal
  */
-export const dgramRawHandle = (socket: Dgram.Socket): object | undefined => dgramHandle(socket)
+export const dgramRawHandle = (socket: Dgram.Socket): UdpHandle | undefined => {
+  const symbol = Object.getOwnPropertySymbols(socket).find((s) => s.description === "state symbol")
+  const state = symbol === undefined ? undefined : (socket as unknown as Record<symbol, { handle?: UdpHandle }>)[symbol]
+  return state?.handle
+}
 
 /**
  * Wraps a raw UDP handle from the previous generation in a `dgram.Socket`,
@@ -88,7 +87,7 @@ export const adoptDgram = (type: "udp4" | "udp6", handle: object): Dgram.Socket 
  *
  * @internal
  */
-export const dgramFd = (socket: Dgram.Socket): number | undefined => fdOf(dgramHandle(socket))
+export const dgramFd = (socket: Dgram.Socket): number | undefined => fdOf(dgramRawHandle(socket))
 
 /**
  * Leaves datagrams in the kernel until the application listens for them.
@@ -99,7 +98,7 @@ export const dgramFd = (socket: Dgram.Socket): number | undefined => fdOf(dgramH
  * @internal
  */
 export const holdDatagrams = (socket: Dgram.Socket): void => {
-  const handle = dgramHandle(socket)
+  const handle = dgramRawHandle(socket)
   if (handle?.recvStop === undefined || handle.recvStart === undefined) return
   handle.recvStop()
   const onListener = (event: string | symbol) => {
@@ -126,4 +125,16 @@ export const stopReading = (socket: Net.Socket): void => {
     // Node starts reading again on resume() only if it believes it stopped.
     handle.reading = false
   }
+}
+
+/**
+ * Closes a handle that arrived from the previous generation and was not used:
+ * a connection is destroyed (never ended: the peer must see nothing), a raw
+ * listening or UDP handle is closed.
+ *
+ * @internal
+ */
+export const closeHandle = (handle: unknown): void => {
+  if (handle instanceof Net.Socket) handle.destroy()
+  else (handle as { close?: () => void } | undefined)?.close?.()
 }

@@ -8,6 +8,7 @@ import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import * as Net from "node:net"
 import { HandoverError } from "../UpgradeError.js"
+import * as Handles from "./handles.js"
 import * as Protocol from "./protocol.js"
 import type { Inherited } from "./registry.js"
 
@@ -46,7 +47,7 @@ export const open = (manifest: Protocol.Manifest): Effect.Effect<Link, HandoverE
       const kind = kinds.get(message.key)
       if (kind === undefined || handle === undefined) return
       if (!fits(kind, handle)) {
-        closeHandle(handle)
+        Handles.closeHandle(handle)
         return Deferred.unsafeDone(
           allReceived,
           new HandoverError({
@@ -125,8 +126,3 @@ const fits = (kind: Protocol.SocketDescriptor["kind"], handle: unknown): boolean
 
 const describeHandle = (handle: unknown): string =>
   typeof handle === "object" && handle !== null ? handle.constructor.name : typeof handle
-
-const closeHandle = (handle: unknown): void => {
-  if (handle instanceof Net.Socket) handle.destroy()
-  else (handle as { close?: () => void }).close?.()
-}

@@ -737,12 +737,7 @@ const unlinkIfSame = (path: string, inode: string | undefined): void => {
 }
 
 const closeInherited = (entry: Inherited): void => {
-  const handle = entry.handle as { close?: () => void; destroy?: () => void } | undefined
-  if (handle !== undefined) {
-    if (handle instanceof Net.Socket) handle.destroy()
-    else handle.close?.()
-    return
-  }
+  if (entry.handle !== undefined) return Handles.closeHandle(entry.handle)
   if (entry.fd === undefined) return
   try {
     Fs.closeSync(entry.fd)

@@ -266,3 +266,16 @@ export const freePort = (): Promise<number> =>
       server.close(() => resolve(port))
     })
   })
+
+/** Upgrades the generation `pid` (SIGUSR2) and resolves with its successor once that one serves alone. */
+export const upgradeFrom = async (run: Run, pid: number): Promise<number> => {
+  const from = run.events.length
+  process.kill(pid, "SIGUSR2")
+  const outcome = await run.waitFor(
+    (e) => (e.event === "upgraded" || e.event === "upgrade-failed") && e.pid === pid,
+    from
+  )
+  if (outcome.event !== "upgraded") throw new Error(`upgrade failed: ${outcome.message}`)
+  await run.waitFor((e) => e.event === "parent-gone" && e.pid === outcome.child, from)
+  return outcome.child
+}
