@@ -152,6 +152,28 @@ export class ChildExited extends Data.TaggedError("ChildExited")<{
 }
 
 /**
+ * The next generation became ready, then exited during the probation period
+ * (`Options.probation`). This generation never gave its listeners up: it kept
+ * serving throughout, took the PID file back, and can upgrade again.
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export class RolledBack extends Data.TaggedError("RolledBack")<{
+  readonly pid: number
+  readonly code: number | null
+  readonly signal: string | null
+  readonly probation: Duration.Duration
+}> {
+  override get message(): string {
+    const how = this.signal !== null ? `was killed by ${this.signal}` : `exited with code ${this.code}`
+    return `new generation pid ${this.pid} ${how} within its ${
+      Duration.format(this.probation)
+    } probation after it was ready; rolled back, the old generation keeps serving`
+  }
+}
+
+/**
  * The next generation did not signal readiness in time. It was killed
  * (SIGKILL) and reaped; the running generation keeps serving.
  *
@@ -256,6 +278,7 @@ export type UpgradeError =
   | Stopped
   | SpawnError
   | ChildExited
+  | RolledBack
   | UpgradeTimeout
   | TooManyDescriptors
   | UnregisteredListener

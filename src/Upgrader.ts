@@ -21,7 +21,7 @@
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
-import type * as Duration from "effect/Duration"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
@@ -60,6 +60,15 @@ export interface Options {
    * working directory.
    */
   readonly pidFile?: string | undefined
+  /**
+   * How long the old generation keeps its listeners, still accepting, after
+   * the new one is ready. If the new one exits within it, `upgrade` fails with
+   * `RolledBack` and the old one serves on as if nothing happened; otherwise
+   * `exit` completes and the old one drains. Default: 0 (step down at
+   * `ready`, as tableflip does), so a new generation that crashes right after
+   * `ready` takes the listeners with it.
+   */
+  readonly probation?: Duration.DurationInput | undefined
   /** How the next generation is started. */
   readonly command?: Command | undefined
   /**
@@ -186,8 +195,9 @@ export const launch = <ROut, E, RIn>(
   }))
 
 /**
- * Settings from the environment: `TABLEFLIP_UPGRADE_TIMEOUT` (a duration such
- * as `30 seconds`) and `TABLEFLIP_PID_FILE`.
+ * Settings from the environment: `TABLEFLIP_UPGRADE_TIMEOUT` and
+ * `TABLEFLIP_PROBATION` (durations such as `30 seconds`) and
+ * `TABLEFLIP_PID_FILE`.
  *
  * @since 0.1.0
  * @category config
@@ -196,8 +206,13 @@ export const config: Config.Config<Options> = Config.all({
   upgradeTimeout: Config.duration("TABLEFLIP_UPGRADE_TIMEOUT").pipe(
     Config.withDefault(Lifecycle.DEFAULT_UPGRADE_TIMEOUT)
   ),
-  pidFile: Config.option(Config.string("TABLEFLIP_PID_FILE"))
-}).pipe(Config.map(({ pidFile, upgradeTimeout }) => ({ upgradeTimeout, pidFile: Option.getOrUndefined(pidFile) })))
+  pidFile: Config.option(Config.string("TABLEFLIP_PID_FILE")),
+  probation: Config.duration("TABLEFLIP_PROBATION").pipe(Config.withDefault(Duration.zero))
+}).pipe(Config.map(({ pidFile, probation, upgradeTimeout }) => ({
+  upgradeTimeout,
+  probation,
+  pidFile: Option.getOrUndefined(pidFile)
+})))
 
 /**
  * `layer` with settings read through `config`; `options` win over the
@@ -213,6 +228,7 @@ export const layerConfig = (
     layer({
       upgradeTimeout: options.upgradeTimeout ?? fromEnv.upgradeTimeout,
       pidFile: options.pidFile ?? fromEnv.pidFile,
+      probation: options.probation ?? fromEnv.probation,
       command: options.command,
       unregisteredListeners: options.unregisteredListeners
     })))

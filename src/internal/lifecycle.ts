@@ -26,6 +26,8 @@ import {
   NotReady,
   NotSupported,
   ParentNotExited,
+  RolledBack,
+  SpawnError,
   Stopped,
   UnregisteredListener,
   UpgradeInProgress,
@@ -42,6 +44,7 @@ import * as Systemd from "./systemd.js"
 export interface Options {
   readonly upgradeTimeout?: Duration.DurationInput | undefined
   readonly pidFile?: string | undefined
+  readonly probation?: Duration.DurationInput | undefined
   readonly unregisteredListeners?: "fail" | "warn" | undefined
   readonly command?:
     | {
@@ -100,6 +103,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
   const generation = manifest?.generation ?? 1
   const cwd = manifest?.cwd ?? process.cwd()
   const timeout = Duration.decode(options.upgradeTimeout ?? DEFAULT_UPGRADE_TIMEOUT)
+  const probation = Duration.decode(options.probation ?? Duration.zero)
   const pidFile = options.pidFile === undefined || options.pidFile === ""
     ? undefined
     : Path.resolve(cwd, options.pidFile)
@@ -165,19 +169,59 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     env: options.command?.env ?? process.env
   })
 
+  // Until `ready` the child has a timeout; after it, a probation during which this generation
+  // keeps accepting, so a child that dies there takes nothing with it.
   const awaitChild = (child: Spawn.Child): Effect.Effect<Upgraded, UpgradeError> =>
     Deferred.await(child.ready).pipe(
+      Effect.raceFirst(Effect.zipRight(Effect.sleep(timeout), new UpgradeTimeout({ pid: child.pid, timeout }))),
+      Effect.zipRight(
+        Duration.isZero(probation) ? Effect.void : Effect.logInfo("the next generation is ready; probation").pipe(
+          Effect.annotateLogs({ childPid: child.pid }),
+          Effect.zipRight(Effect.sleep(probation))
+        )
+      ),
       Effect.as({ pid: child.pid }),
       Effect.raceFirst(Effect.flatMap(
         Deferred.await(child.exited),
-        ({ code, signal }) => new ChildExited({ pid: child.pid, code, signal })
+        ({ code, signal }) =>
+          Effect.flatMap(
+            Deferred.isDone(child.ready),
+            (wasReady): Effect.Effect<never, RolledBack | ChildExited> =>
+              wasReady
+                ? new RolledBack({ pid: child.pid, code, signal, probation })
+                : new ChildExited({ pid: child.pid, code, signal })
+          )
       )),
-      Effect.raceFirst(Effect.zipRight(Effect.sleep(timeout), new UpgradeTimeout({ pid: child.pid, timeout }))),
       Effect.raceFirst(Effect.zipRight(Deferred.await(stopSignal), new Stopped({ childPid: child.pid })))
     )
 
-  const checkStrays = Effect.suspend(() => {
-    const addresses = registry.strays()
+  // Without probation a child that dies after `ready` takes the listeners with it, since
+  // this generation has let them go; say so loudly while this one is still draining.
+  const watchSuccessor = (child: Spawn.Child) =>
+    Deferred.await(child.exited).pipe(
+      Effect.flatMap(({ code, signal }) =>
+        Effect.logError(
+          `the new generation (pid ${child.pid}) ${
+            signal !== null ? `was killed by ${signal}` : `exited with code ${code}`
+          } after it was ready, while this generation drains; its listeners are gone with it. ` +
+            "Set `probation` to keep them until the new generation has proven itself"
+        )
+      ),
+      annotate,
+      // Forked from a release, which is uninterruptible: without this, closing the scope would wait for the child.
+      Effect.interruptible,
+      Effect.forkIn(scope)
+    )
+
+  const checkStrays = Effect.suspend((): Effect.Effect<void, SpawnError | UnregisteredListener> => {
+    let addresses: ReadonlyArray<string>
+    try {
+      addresses = registry.strays()
+    } catch (cause) {
+      // Reading /proc fails this way when the process is out of fds; spawning would fail next.
+      const { args, execPath } = command()
+      return Effect.fail(new SpawnError({ command: [execPath, ...args].join(" "), cause }))
+    }
     if (addresses.length === 0) return Effect.void
     const error = new UnregisteredListener({ addresses })
     return options.unregisteredListeners === "warn" ? Effect.logWarning(error.message) : Effect.fail(error)
@@ -203,7 +247,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     (child) => Effect.zipRight(child.sendSockets, awaitChild(child)),
     (child, exit) =>
       Effect.zipRight(
-        Exit.isSuccess(exit) ? child.detach : child.kill,
+        Exit.isSuccess(exit) ? Effect.zipRight(child.detach, watchSuccessor(child)) : child.kill,
         Effect.sync(() => registry.settle(Exit.isSuccess(exit)))
       )
   ).pipe(
