@@ -6,6 +6,7 @@ const report = process.env.TABLEFLIP_TEST_REPORT
 export default defineConfig({
   test: {
     include: ["test/**/*.test.ts"],
+    exclude: ["test/soak/**", "**/node_modules/**"],
     // Each test drives real processes; a generous ceiling catches a hang without racing a slow machine.
     testTimeout: 60_000,
     hookTimeout: 30_000,

@@ -233,7 +233,12 @@ export interface Load {
 /** Starts the load generator process against 127.0.0.1:port. */
 export const startLoad = (
   port: number,
-  options: { readonly clients: number; readonly keepAlive: boolean; readonly path: string },
+  options: {
+    readonly clients: number
+    readonly keepAlive: boolean
+    readonly path: string
+    readonly maxSeconds?: number
+  },
   dir: string
 ): Load => {
   const out = Path.join(dir, `load-${Date.now()}.json`)
@@ -249,6 +254,7 @@ export const startLoad = (
     options.path,
     "--out",
     out,
+    ...(options.maxSeconds === undefined ? [] : ["--max-seconds", String(options.maxSeconds)]),
     ...(options.keepAlive ? [] : ["--close"])
   ], { cwd: root, stdio: ["ignore", "pipe", "inherit"] })
   const lines = new Lines(child.stdout!)

@@ -119,8 +119,10 @@ export class Upgrader extends Context.Tag("effect-tableflip/Upgrader")<Upgrader,
   readonly ready: Effect.Effect<void, PidFileError>
   /**
    * Starts the next generation with every registered descriptor and waits
-   * for it to be ready. Fails, leaving this generation serving, when the new
-   * one exits, times out (it is killed), or `stop` is called; or at once when
+   * for it to be ready (and, with `probation`, to stay alive that long). Fails,
+   * leaving this generation serving, when the new one exits (`ChildExited`, or
+   * `RolledBack` after `ready`), times out (it is killed), or `stop` is
+   * called; or at once when
    * this generation is not ready, its parent still runs, another upgrade is in
    * flight, or it already upgraded.
    */

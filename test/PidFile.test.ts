@@ -3,6 +3,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import * as PidFile from "../src/PidFile.js"
@@ -25,6 +26,26 @@ describe("PidFile", () => {
       assert.strictEqual(error._tag, "PidFileError")
       assert.include(error.message, path)
       assert.include(error.message, "ENOENT")
+    }))
+
+  it.effect("fails with a typed error in a directory it may not write, and leaves the old file whole", () =>
+    Effect.gen(function*() {
+      const dir = tempDir()
+      const path = Path.join(dir, "app.pid")
+      yield* PidFile.write(path, 11)
+      // Root ignores mode bits, so as root the directory is made immutable instead.
+      const asRoot = process.getuid?.() === 0
+      const lock = (on: boolean) =>
+        asRoot
+          ? assert.strictEqual(ChildProcess.spawnSync("chattr", [on ? "+i" : "-i", dir]).status, 0, "chattr")
+          : Fs.chmodSync(dir, on ? 0o555 : 0o755)
+      lock(true)
+      const error = yield* Effect.flip(PidFile.write(path, 12)).pipe(Effect.ensuring(Effect.sync(() => lock(false))))
+      assert.strictEqual(error._tag, "PidFileError")
+      assert.include(error.message, path)
+      assert.match(error.message, asRoot ? /EPERM/ : /EACCES/)
+      assert.strictEqual(Fs.readFileSync(path, "utf8"), "11\n")
+      assert.deepStrictEqual(Fs.readdirSync(dir), ["app.pid"])
     }))
 
   it.effect("replaces a symlink at the path instead of writing through it", () =>
