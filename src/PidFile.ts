@@ -22,8 +22,49 @@ import { PidFileError } from "./UpgradeError.js"
  */
 export const write = (path: string, pid: number = process.pid): Effect.Effect<void, PidFileError> =>
   Effect.try({
-    try: () => writeSync(path, pid),
+    try: () => writeAtomic(path, `${pid}\n`),
     catch: (cause) => new PidFileError({ path, cause })
+  })
+
+/**
+ * How the last upgrade a generation attempted ended, as `effect-tableflip
+ * upgrade` reads it: written atomically beside the PID file (`outcomePath`)
+ * by the generation that attempted it.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface Outcome {
+  /** The generation that attempted the upgrade. */
+  readonly pid: number
+  /** When the attempt began, ms since the epoch. */
+  readonly startedAt: number
+  readonly endedAt: number
+  readonly outcome: "upgraded" | "failed"
+  /** The new generation's pid, when it upgraded. */
+  readonly child?: number | undefined
+  /** The typed error's tag and message, when it failed. */
+  readonly error?: { readonly _tag: string; readonly message: string } | undefined
+}
+
+/**
+ * Where the outcome of upgrades is recorded for a PID file: `<pidFile>.upgrade.json`.
+ *
+ * @since 0.2.0
+ * @category constructors
+ */
+export const outcomePath = (pidFile: string): string => `${pidFile}.upgrade.json`
+
+/**
+ * Records an upgrade's outcome beside the PID file.
+ *
+ * @since 0.2.0
+ * @category constructors
+ */
+export const writeOutcome = (pidFile: string, outcome: Outcome): Effect.Effect<void, PidFileError> =>
+  Effect.try({
+    try: () => writeAtomic(outcomePath(pidFile), `${JSON.stringify(outcome)}\n`),
+    catch: (cause) => new PidFileError({ path: outcomePath(pidFile), cause })
   })
 
 /**
@@ -45,7 +86,7 @@ export const read = (path: string): Effect.Effect<number, PidFileError> =>
     catch: (cause) => new PidFileError({ path, cause })
   })
 
-const writeSync = (path: string, pid: number): void => {
+const writeAtomic = (path: string, text: string): void => {
   const dir = Path.dirname(path)
   const temp = Path.join(dir, `.${Path.basename(path)}.${process.pid}.${Math.random().toString(36).slice(2, 10)}`)
   // O_EXCL | O_NOFOLLOW: never write through something that already exists at the temporary name.
@@ -58,7 +99,7 @@ const writeSync = (path: string, pid: number): void => {
     try {
       // The umask may have narrowed the mode; 0644 is what supervisors reading as another user expect.
       Fs.fchmodSync(fd, 0o644)
-      Fs.writeSync(fd, `${pid}\n`)
+      Fs.writeSync(fd, text)
     } finally {
       Fs.closeSync(fd)
     }

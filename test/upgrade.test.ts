@@ -234,6 +234,10 @@ describe("PID file", () => {
     reading = false
     await reader
     for (const text of seen) assert.match(text, /^\d+\n$/)
-    assert.deepStrictEqual(Fs.readdirSync(dir), ["app.pid"], "no temporary file left behind")
+    assert.deepStrictEqual(
+      Fs.readdirSync(dir).sort(),
+      ["app.pid", "app.pid.upgrade.json"],
+      "no temporary file left behind"
+    )
   })
 })

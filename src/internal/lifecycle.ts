@@ -8,6 +8,7 @@
  *
  * @internal
  */
+import * as Cause from "effect/Cause"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -34,7 +35,9 @@ import {
   UpgradeTimeout
 } from "../UpgradeError.js"
 import type { PidFileError } from "../UpgradeError.js"
+import * as UpgradeErrors from "./errors.js"
 import * as Link from "./link.js"
+import * as Notify from "./notify.js"
 import * as Protocol from "./protocol.js"
 import { Registry } from "./registry.js"
 import * as Spawn from "./spawn.js"
@@ -81,6 +84,11 @@ type State =
   | { readonly _tag: "Upgraded"; readonly childPid: number }
   | { readonly _tag: "Stopped" }
 
+const errorSummary = (error: unknown) =>
+  typeof error === "object" && error !== null && "_tag" in error
+    ? { _tag: String(error._tag), message: String((error as { readonly message?: unknown }).message) }
+    : { _tag: "Defect", message: String(error) }
+
 /** @internal */
 export const DEFAULT_UPGRADE_TIMEOUT = Duration.minutes(1)
 
@@ -122,16 +130,35 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     mayUnlink: (boundHere) => !upgraded && (boundHere || readied || manifest === undefined)
   })
 
+  const notifier = Notify.make()
+  const notify = (...fields: ReadonlyArray<readonly [string, string]>) =>
+    notifier === undefined ? Effect.void : notifier.send(fields)
+
   const annotate = <A, E, R>(self: Effect.Effect<A, E, R>) =>
     Effect.annotateLogs(self, { package: "effect-tableflip", pid: process.pid, generation })
 
+  const supervised = link?.supervised === true
+
   const ready = Effect.gen(function*() {
-    if (pidFile !== undefined) yield* PidFile.write(pidFile)
+    // Under a runner the service's pid is the runner's, and so is the PID file.
+    if (pidFile !== undefined && !supervised) yield* PidFile.write(pidFile)
     const closed = registry.closeUnclaimed()
     if (closed.length > 0) yield* Effect.logInfo("closed inherited descriptors nobody claimed", closed.join(", "))
     readied = true
     yield* Ref.update(state, (s): State => s._tag === "Starting" ? { _tag: "Ready" } : s)
-    if (link !== undefined) yield* link.notifyReady
+    if (supervised && registry.unsupervisable().length > 0) {
+      yield* Effect.logWarning(
+        `a runner keeps listening sockets only; ${
+          registry.unsupervisable().join(", ")
+        } will not reach the next generation`
+      )
+    }
+    if (link !== undefined) yield* link.notifyReady(supervised ? registry.listeners() : [])
+    // While the previous generation lives, it tells systemd about this one: it is the main pid
+    // systemd listens to, and it decides when the upgrade has succeeded (after any probation).
+    if (link === undefined || (yield* Deferred.isDone(link.parentGone))) {
+      yield* notify(["READY", "1"], ["MAINPID", String(process.pid)], ["STATUS", `generation ${generation} serving`])
+    }
     yield* Effect.logInfo("ready")
   }).pipe(annotate, Effect.withSpan("Upgrader.ready"))
 
@@ -143,7 +170,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
   )
 
   const begin = Effect.gen(function*() {
-    const parentAlive = link !== undefined && !(yield* Deferred.isDone(link.parentGone))
+    const parentAlive = link !== undefined && !(yield* Deferred.isDone(link.predecessorGone))
     return yield* Ref.modify(state, (s): [Either.Either<void, UpgradeError>, State] => {
       switch (s._tag) {
         case "Starting":
@@ -156,7 +183,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
           return [Either.left(new Stopped({ childPid: undefined })), s]
         case "Ready":
           return parentAlive
-            ? [Either.left(new ParentNotExited({ parentPid: link!.parentPid })), s]
+            ? [Either.left(new ParentNotExited({ parentPid: manifest!.predecessorPid ?? link!.parentPid })), s]
             : [Either.right(undefined), { _tag: "Upgrading", childPid: undefined }]
       }
     }).pipe(Effect.flatten)
@@ -227,43 +254,69 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     return options.unregisteredListeners === "warn" ? Effect.logWarning(error.message) : Effect.fail(error)
   })
 
-  const attempt = Effect.acquireUseRelease(
-    Effect.gen(function*() {
-      yield* checkStrays
-      const handover = yield* registry.handover()
-      const child = yield* Spawn.spawn(command(), {
-        version: Protocol.VERSION,
-        generation: generation + 1,
-        parentPid: process.pid,
-        cwd,
-        fds: handover.descriptors
-      }, handover).pipe(Effect.tapError(() => Effect.sync(() => registry.settle(false))))
-      yield* Ref.update(state, (s): State => s._tag === "Upgrading" ? { _tag: "Upgrading", childPid: child.pid } : s)
-      yield* Effect.logInfo("started the next generation").pipe(
-        Effect.annotateLogs({ childPid: child.pid, descriptors: handover.descriptors.length })
-      )
-      return child
-    }),
-    (child) => Effect.zipRight(child.sendSockets, awaitChild(child)),
-    (child, exit) =>
-      Effect.zipRight(
-        Exit.isSuccess(exit) ? Effect.zipRight(child.detach, watchSuccessor(child)) : child.kill,
-        Effect.sync(() => registry.settle(Exit.isSuccess(exit)))
-      )
-  ).pipe(
-    Effect.onExit((exit) =>
-      Exit.isSuccess(exit)
-        ? Effect.sync(() => {
-          upgraded = true
-        }).pipe(
-          Effect.zipRight(Ref.set(state, { _tag: "Upgraded", childPid: exit.value.pid })),
-          Effect.zipRight(Deferred.succeed(exitReason, "upgraded")),
-          Effect.zipRight(Effect.logInfo("upgraded").pipe(Effect.annotateLogs({ childPid: exit.value.pid })))
+  const attempt = (startedAt: number) =>
+    Effect.acquireUseRelease(
+      Effect.gen(function*() {
+        yield* checkStrays
+        const handover = yield* registry.handover()
+        const child = yield* Spawn.spawn(command(), {
+          version: Protocol.VERSION,
+          generation: generation + 1,
+          parentPid: process.pid,
+          cwd,
+          fds: handover.descriptors
+        }, handover).pipe(Effect.tapError(() => Effect.sync(() => registry.settle(false))))
+        yield* Ref.update(state, (s): State => s._tag === "Upgrading" ? { _tag: "Upgrading", childPid: child.pid } : s)
+        yield* Effect.logInfo("started the next generation").pipe(
+          Effect.annotateLogs({ childPid: child.pid, descriptors: handover.descriptors.length })
         )
-        : Ref.update(state, (s): State => s._tag === "Upgrading" ? { _tag: "Ready" } : s).pipe(
-          Effect.zipRight(reclaimPidFile)
+        return child
+      }),
+      (child) => Effect.zipRight(child.sendSockets, awaitChild(child)),
+      (child, exit) =>
+        Effect.zipRight(
+          Exit.isSuccess(exit) ? Effect.zipRight(child.detach, watchSuccessor(child)) : child.kill,
+          Effect.sync(() => registry.settle(Exit.isSuccess(exit)))
         )
+    ).pipe(
+      // Recorded before `exit` completes: the app's shutdown may interrupt the caller right after.
+      Effect.onExit((exit) => recordOutcome(startedAt, exit)),
+      Effect.onExit((exit) =>
+        Exit.isSuccess(exit)
+          ? Effect.sync(() => {
+            upgraded = true
+          }).pipe(
+            Effect.zipRight(notify(
+              ["MAINPID", String(exit.value.pid)],
+              ["READY", "1"],
+              ["STATUS", `generation ${generation + 1} serving`]
+            )),
+            Effect.zipRight(Ref.set(state, { _tag: "Upgraded", childPid: exit.value.pid })),
+            Effect.zipRight(Deferred.succeed(exitReason, "upgraded")),
+            Effect.zipRight(Effect.logInfo("upgraded").pipe(Effect.annotateLogs({ childPid: exit.value.pid })))
+          )
+          : Ref.update(state, (s): State => s._tag === "Upgrading" ? { _tag: "Ready" } : s).pipe(
+            Effect.zipRight(reclaimPidFile),
+            Effect.zipRight(
+              notify(["READY", "1"], [
+                "STATUS",
+                `generation ${generation} serving; upgrade failed: ${Cause.squash(exit.cause)}`
+              ])
+            )
+          )
+      )
     )
+
+  // Under a runner the runner starts the next generation; its answer ends this attempt.
+  const viaRunner = Effect.suspend(() => link!.requestUpgrade).pipe(
+    Effect.flatMap((result): Effect.Effect<Upgraded, UpgradeError> =>
+      result === undefined
+        ? new SpawnError({ command: "the runner", cause: "the runner went away" })
+        : result._tag === "Upgraded"
+        ? Effect.succeed({ pid: result.pid })
+        : Effect.fail(UpgradeErrors.revive(result.error))
+    ),
+    Effect.tapError(() => Ref.update(state, (s): State => s._tag === "Upgrading" ? { _tag: "Ready" } : s))
   )
 
   const record = <A>(self: Effect.Effect<A, UpgradeError>) =>
@@ -276,24 +329,47 @@ export const make = Effect.fnUntraced(function*(options: Options) {
       })
     )
 
-  const upgrade = Effect.gen(function*() {
-    yield* begin
-    // The attempt lives in the layer's scope, so closing the layer kills a pending child;
-    // interrupting the caller interrupts the attempt too.
-    const fiber = yield* Effect.forkIn(attempt, scope)
-    pending = fiber
-    return yield* Fiber.join(fiber).pipe(Effect.onInterrupt(() => Fiber.interrupt(fiber)))
-  }).pipe(
-    record,
-    Effect.tapError((error) => Effect.logWarning("upgrade failed", error.message)),
-    annotate,
-    Effect.withLogSpan("upgrade"),
-    Effect.withSpan("Upgrader.upgrade")
-  )
+  // For `effect-tableflip upgrade`, which signalled this process and waits for the answer.
+  const recordOutcome = (startedAt: number, exit: Exit.Exit<Upgraded, UpgradeError>) =>
+    pidFile === undefined || supervised ||
+      (Exit.isFailure(exit) && Cause.squash(exit.cause) instanceof UpgradeInProgress)
+      ? Effect.void
+      : PidFile.writeOutcome(pidFile, {
+        pid: process.pid,
+        startedAt,
+        endedAt: Date.now(),
+        ...(Exit.isSuccess(exit)
+          ? { outcome: "upgraded", child: exit.value.pid }
+          : { outcome: "failed", error: errorSummary(Cause.squash(exit.cause)) })
+      }).pipe(Effect.catchAll((error) => Effect.logWarning(error.message)))
+
+  const upgradeSteps = (startedAt: number) =>
+    Effect.gen(function*() {
+      yield* begin.pipe(Effect.tapError((error) => recordOutcome(startedAt, Exit.fail(error))))
+      yield* notify(
+        ["RELOADING", "1"],
+        ["MONOTONIC_USEC", Notify.monotonicUsec()],
+        ["STATUS", `starting generation ${generation + 1}`]
+      )
+      // The attempt lives in the layer's scope, so closing the layer kills a pending child;
+      // interrupting the caller interrupts the attempt too.
+      const fiber = yield* Effect.forkIn(supervised ? viaRunner : attempt(startedAt), scope)
+      pending = fiber
+      return yield* Fiber.join(fiber).pipe(Effect.onInterrupt(() => Fiber.interrupt(fiber)))
+    }).pipe(
+      record,
+      Effect.tapError((error) => Effect.logWarning("upgrade failed", error.message)),
+      annotate,
+      Effect.withLogSpan("upgrade"),
+      Effect.withSpan("Upgrader.upgrade")
+    )
+
+  const upgrade = Effect.suspend(() => upgradeSteps(Date.now()))
 
   const stop = Effect.gen(function*() {
     const previous = yield* Ref.getAndUpdate(state, (s): State => s._tag === "Upgraded" ? s : { _tag: "Stopped" })
     if (previous._tag === "Upgraded" || previous._tag === "Stopped") return
+    yield* notify(["STOPPING", "1"], ["STATUS", "stopping"])
     yield* Deferred.succeed(stopSignal, undefined)
     // By the time `exit` completes, a pending new generation is killed and reaped,
     // and its `upgrade` caller has its Stopped error.
@@ -303,9 +379,30 @@ export const make = Effect.fnUntraced(function*(options: Options) {
   })
 
   yield* Effect.addFinalizer(() => stop)
-  if (link !== undefined) {
-    yield* Deferred.await(link.parentGone).pipe(
-      Effect.zipRight(Effect.logInfo(`the previous generation (pid ${link.parentPid}) has exited`)),
+  if (supervised) {
+    // A message, not a signal: a second SIGINT after a terminal's Ctrl-C would kill an app
+    // whose runtime (NodeRuntime.runMain) handles only the first.
+    yield* Deferred.await(link!.stopRequested).pipe(Effect.zipRight(stop), Effect.forkScoped)
+    // The runner has the next generation ready: step down.
+    yield* Deferred.await(link!.exitRequested).pipe(
+      Effect.tap(() => {
+        upgraded = true
+      }),
+      Effect.flatMap((childPid) =>
+        Ref.update(state, (s): State => s._tag === "Stopped" ? s : { _tag: "Upgraded", childPid })
+      ),
+      Effect.zipRight(Deferred.succeed(exitReason, "upgraded")),
+      Effect.zipRight(Effect.logInfo("the runner started the next generation; stepping down")),
+      annotate,
+      Effect.forkScoped
+    )
+  }
+  // A runner's first generation follows nobody.
+  if (link !== undefined && !(supervised && manifest!.predecessorPid === undefined)) {
+    yield* Deferred.await(link.predecessorGone).pipe(
+      Effect.zipRight(Effect.logInfo(
+        `the previous generation (pid ${manifest!.predecessorPid ?? link.parentPid}) has exited`
+      )),
       annotate,
       Effect.forkScoped
     )
@@ -319,7 +416,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     upgrade,
     exit: Deferred.await(exitReason),
     stop,
-    waitForParent: link === undefined ? Effect.void : Deferred.await(link.parentGone),
+    waitForParent: link === undefined ? Effect.void : Deferred.await(link.predecessorGone),
     registry
   } satisfies Lifecycle
 })

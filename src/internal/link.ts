@@ -5,6 +5,7 @@
  */
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
+import * as FiberId from "effect/FiberId"
 import type * as Scope from "effect/Scope"
 import * as Net from "node:net"
 import { HandoverError } from "../UpgradeError.js"
@@ -17,13 +18,26 @@ export interface Link {
   readonly parentPid: number
   /** Every descriptor the manifest names, with the handle each socket arrived as. */
   readonly inherited: ReadonlyArray<Inherited>
-  /** Completes when the previous generation has exited. */
+  /** Completes when the parent (the previous generation, or the runner) has exited. */
   readonly parentGone: Deferred.Deferred<void>
+  /** Whether the parent is a runner (`effect-tableflip run`). */
+  readonly supervised: boolean
+  /** Completes when the previous generation has exited: the parent, or under a runner, its word. */
+  readonly predecessorGone: Deferred.Deferred<void>
+  /** Under a runner: completes when the runner stops the service. */
+  readonly stopRequested: Deferred.Deferred<void>
+  /** Under a runner: completes, with its pid, when the runner says the next generation is ready. */
+  readonly exitRequested: Deferred.Deferred<number>
   /**
-   * Tells the previous generation this one is ready. If it is already gone,
-   * there is nobody to tell and this completes all the same.
+   * Tells the parent this one is ready; under a runner, hands `listeners` up
+   * first. If the parent is gone, there is nobody to tell and this completes
+   * all the same.
    */
-  readonly notifyReady: Effect.Effect<void>
+  readonly notifyReady: (
+    listeners: ReadonlyArray<{ readonly descriptor: Protocol.SocketDescriptor; readonly handle: object }>
+  ) => Effect.Effect<void>
+  /** Under a runner: asks it to upgrade, and waits for its answer (`undefined` if it went away). */
+  readonly requestUpgrade: Effect.Effect<Protocol.UpgradeResult | undefined>
 }
 
 /**
@@ -41,9 +55,34 @@ export const open = (manifest: Protocol.Manifest): Effect.Effect<Link, HandoverE
     const expected = new Set(sockets.map((d) => d.key))
     if (expected.size === 0) Deferred.unsafeDone(allReceived, Effect.void)
 
+    const supervised = manifest.supervisor === true
+    const predecessorGone = supervised ? yield* Deferred.make<void>() : parentGone
+    if (supervised && manifest.generation === 1) Deferred.unsafeDone(predecessorGone, Effect.void)
+    const exitRequested = yield* Deferred.make<number>()
+    const stopRequested = yield* Deferred.make<void>()
+    let answer: Deferred.Deferred<Protocol.UpgradeResult | undefined> | undefined
+
     const kinds = new Map(sockets.map((d) => [d.key, d.kind]))
     const onMessage = (message: unknown, handle: unknown) => {
-      if (!Protocol.isMessage(message) || message.tableflip !== "descriptor" || message.key === undefined) return
+      if (!Protocol.isMessage(message)) return
+      if (supervised) {
+        switch (message.tableflip) {
+          case "exit":
+            return Deferred.unsafeDone(
+              exitRequested,
+              Effect.succeed(message.result?._tag === "Upgraded" ? message.result.pid : 0)
+            )
+          case "stop":
+            return Deferred.unsafeDone(stopRequested, Effect.void)
+          case "predecessor-gone":
+            return Deferred.unsafeDone(predecessorGone, Effect.void)
+          case "upgrade-result":
+            if (answer !== undefined) Deferred.unsafeDone(answer, Effect.succeed(message.result))
+            answer = undefined
+            return
+        }
+      }
+      if (message.tableflip !== "descriptor" || message.key === undefined) return
       const kind = kinds.get(message.key)
       if (kind === undefined || handle === undefined) return
       if (!fits(kind, handle)) {
@@ -61,6 +100,7 @@ export const open = (manifest: Protocol.Manifest): Effect.Effect<Link, HandoverE
     }
     const onDisconnect = () => {
       Deferred.unsafeDone(parentGone, Effect.void)
+      if (answer !== undefined) Deferred.unsafeDone(answer, Effect.succeed(undefined))
       const missing = [...expected].filter((key) => !received.has(key))
       Deferred.unsafeDone(
         allReceived,
@@ -89,13 +129,35 @@ export const open = (manifest: Protocol.Manifest): Effect.Effect<Link, HandoverE
     // waiting for that must not keep this one alive.
     process.channel?.unref()
 
+    // With a callback, a channel that broke (the parent died) is an error here, not a crash.
+    const send = (message: Protocol.Message, handle?: object) =>
+      Effect.async<void>((resume) => {
+        if (!process.connected || process.send === undefined) return resume(Effect.void)
+        process.send(message, handle as never, { keepOpen: true }, () => resume(Effect.void))
+      })
+
     let notified = false
-    const notifyReady = Effect.async<void>((resume) => {
-      if (notified || !process.connected || process.send === undefined) return resume(Effect.void)
-      notified = true
-      const message: Protocol.Message = { tableflip: "ready" }
-      // With a callback, a channel that broke (the parent died) is an error here, not a crash.
-      process.send(message, undefined, {}, () => resume(Effect.void))
+    const notifyReady = (
+      listeners: ReadonlyArray<{ readonly descriptor: Protocol.SocketDescriptor; readonly handle: object }>
+    ) =>
+      Effect.suspend(() => {
+        if (notified) return Effect.void
+        notified = true
+        const handUp = supervised
+          ? Effect.forEach(
+            listeners,
+            ({ descriptor, handle }) => send({ tableflip: "descriptor", key: descriptor.key, descriptor }, handle),
+            { discard: true }
+          )
+          : Effect.void
+        return Effect.zipRight(handUp, send({ tableflip: "ready" }))
+      })
+
+    const requestUpgrade = Effect.suspend(() => {
+      if (!process.connected) return Effect.succeed(undefined)
+      const deferred = Deferred.unsafeMake<Protocol.UpgradeResult | undefined>(FiberId.none)
+      answer = deferred
+      return Effect.zipRight(send({ tableflip: "upgrade" }), Deferred.await(deferred))
     })
 
     return {
@@ -106,7 +168,12 @@ export const open = (manifest: Protocol.Manifest): Effect.Effect<Link, HandoverE
           : { descriptor, handle: received.get(descriptor.key) }
       ),
       parentGone,
-      notifyReady
+      supervised,
+      predecessorGone,
+      exitRequested,
+      stopRequested,
+      notifyReady,
+      requestUpgrade
     }
   })
 

@@ -96,16 +96,39 @@ export const Manifest = Schema.Struct({
   generation: Schema.Int.pipe(Schema.positive()),
   parentPid: Schema.Int.pipe(Schema.positive()),
   cwd: Schema.String,
-  fds: Schema.Array(Descriptor)
+  fds: Schema.Array(Descriptor),
+  /**
+   * The parent is a runner (`effect-tableflip run`): it keeps the sockets and
+   * starts every generation, so this one hands its listeners up at `ready`,
+   * asks the runner to upgrade, and steps down when the runner says so.
+   */
+  supervisor: Schema.optional(Schema.Boolean),
+  /** Under a runner: the generation this one follows, if any. */
+  predecessorPid: Schema.optional(Schema.Int.pipe(Schema.positive()))
 })
 /** @internal */
 export type Manifest = typeof Manifest.Type
 
-/** A message on the IPC channel that belongs to the protocol. */
+/**
+ * A message on the IPC channel that belongs to the protocol.
+ *
+ * Parent to child: `descriptor` (with a socket handle). Child to parent:
+ * `ready`. With a runner, also child to runner: `descriptor` (with the
+ * handle and its `descriptor`, before `ready`) and `upgrade`; runner to child:
+ * `upgrade-result`, `exit` (step down: the next generation is ready), `stop`
+ * (the service stops) and `predecessor-gone`.
+ */
 export interface Message {
-  readonly tableflip: "descriptor" | "ready"
+  readonly tableflip: "descriptor" | "ready" | "upgrade" | "upgrade-result" | "exit" | "stop" | "predecessor-gone"
   readonly key?: string
+  readonly descriptor?: SocketDescriptor
+  readonly result?: UpgradeResult
 }
+
+/** What a runner answers to `upgrade`. */
+export type UpgradeResult =
+  | { readonly _tag: "Upgraded"; readonly pid: number }
+  | { readonly _tag: "Failed"; readonly error: { readonly _tag: string } & Record<string, unknown> }
 
 /** @internal */
 export const isMessage = (message: unknown): message is Message =>

@@ -464,6 +464,31 @@ export class Registry {
     })
   }
 
+  /**
+   * The registered listening sockets (TCP, unix, UDP) with their raw handles:
+   * what a generation hands up to a runner, which keeps them for the next one.
+   */
+  listeners(): ReadonlyArray<{ readonly descriptor: Protocol.SocketDescriptor; readonly handle: object }> {
+    const listeners: Array<{ readonly descriptor: Protocol.SocketDescriptor; readonly handle: object }> = []
+    for (const registered of this.#used.values()) {
+      const described = registered.describe()
+      if (described === undefined || described.kind === "conn" || described.kind === "file") continue
+      const payload = registered.payload()
+      if ("handle" in payload) {
+        listeners.push({ descriptor: described as Protocol.SocketDescriptor, handle: payload.handle })
+      }
+    }
+    return listeners
+  }
+
+  /** Keys of registered connections and files, which a runner cannot keep. */
+  unsupervisable(): ReadonlyArray<string> {
+    return [...this.#used.values()].filter((r) => {
+      const kind = r.describe()?.kind
+      return kind === "conn" || kind === "file"
+    }).map((r) => r.key)
+  }
+
   /** After an upgrade: hand connections over for good, or take them back. */
   settle(handedOver: boolean): void {
     for (const registered of [...this.#used.values()]) registered.settle?.(handedOver)

@@ -43,6 +43,8 @@ export interface Child {
   readonly kill: Effect.Effect<void>
   /** Lets the child outlive this process; keeps the channel open until this process exits. */
   readonly detach: Effect.Effect<void>
+  /** Sends a protocol message; a broken channel (the child died) is ignored. */
+  readonly post: (message: Protocol.Message) => Effect.Effect<void>
 }
 
 /**
@@ -56,7 +58,9 @@ const retained = new Set<ChildProcess.ChildProcess>()
 export const spawn = (
   command: Command,
   manifest: Protocol.Manifest,
-  handover: Handover
+  handover: Handover,
+  /** Every other protocol message the child sends (a runner's children send descriptors and requests). */
+  onMessage?: (message: Protocol.Message, handle: unknown) => void
 ): Effect.Effect<Child, SpawnError> =>
   Effect.gen(function*() {
     const ready = yield* Deferred.make<void>()
@@ -83,8 +87,10 @@ export const spawn = (
     child.once("exit", (code, signal) => Deferred.unsafeDone(exited, Effect.succeed({ code, signal })))
     // A failed kill or send is reported elsewhere (exit, send callback); an unheard 'error' would crash us.
     child.on("error", () => {})
-    child.on("message", (message: unknown) => {
-      if (Protocol.isMessage(message) && message.tableflip === "ready") Deferred.unsafeDone(ready, Effect.void)
+    child.on("message", (message: unknown, handle: unknown) => {
+      if (!Protocol.isMessage(message)) return
+      if (message.tableflip === "ready") Deferred.unsafeDone(ready, Effect.void)
+      else onMessage?.(message, handle)
     })
     const send = (key: string, handle: object) =>
       Effect.async<void, SpawnError>((resume) => {
@@ -114,6 +120,11 @@ export const spawn = (
         }),
         Effect.catchAll((error) => Effect.logError(error.message))
       ),
+      post: (message) =>
+        Effect.async<void>((resume) => {
+          if (!child.connected) return resume(Effect.void)
+          child.send(message, undefined, {}, () => resume(Effect.void))
+        }),
       detach: Effect.sync(() => {
         retained.add(child)
         child.channel?.unref()

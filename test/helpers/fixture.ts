@@ -11,6 +11,10 @@ import type { Plan } from "../fixtures/generation.js"
 
 export const root = Path.resolve(import.meta.dirname, "../..")
 
+/** The environment variable that marks every process of one Run. */
+const MARK = "TABLEFLIP_TEST_RUN"
+let runs = 0
+
 export interface Event {
   readonly event: string
   readonly pid: number
@@ -27,6 +31,8 @@ export class Run {
   readonly process: ChildProcess.ChildProcess
   readonly #waiters = new Set<() => void>()
   #closed = false
+  /** Every generation inherits the environment, so this finds them all, even those that report nothing. */
+  readonly #mark = `${process.pid}-${++runs}`
 
   constructor(
     file: string,
@@ -36,13 +42,16 @@ export class Run {
       readonly extraStdio?: ReadonlyArray<ChildProcess.IOType | "ipc" | number>
       /** A command that execs the rest of its arguments, such as a systemd-like launcher. */
       readonly launcher?: ReadonlyArray<string>
+      /** In a process group of its own, as a shell's foreground job: `process.kill(-pid)` signals the group. */
+      readonly detached?: boolean
     } = {}
   ) {
     const command = [...(options.launcher ?? []), process.execPath, "--import", "tsx", file, ...args]
     this.process = ChildProcess.spawn(command[0]!, command.slice(1), {
       cwd: root,
-      env: { ...process.env, ...options.env },
-      stdio: ["ignore", "pipe", "pipe", ...(options.extraStdio ?? [])]
+      env: { ...process.env, ...options.env, [MARK]: this.#mark },
+      stdio: ["ignore", "pipe", "pipe", ...(options.extraStdio ?? [])],
+      detached: options.detached ?? false
     })
     let buffer = ""
     this.process.stdout!.setEncoding("utf8").on("data", (chunk: string) => {
@@ -134,9 +143,24 @@ export class Run {
     })
   }
 
+  /** Every live process of this run: those that reported, and any carrying its mark in their environment. */
+  processes(): ReadonlyArray<number> {
+    const found = new Set(this.pids().filter(isAlive))
+    const needle = `${MARK}=${this.#mark}\0`
+    for (const entry of Fs.readdirSync("/proc")) {
+      if (!/^\d+$/.test(entry)) continue
+      try {
+        if (`${Fs.readFileSync(`/proc/${entry}/environ`, "latin1")}\0`.includes(needle)) found.add(Number(entry))
+      } catch {
+        // Gone, or not ours to read.
+      }
+    }
+    return [...found]
+  }
+
   /** Ends every process this run started that is still alive, by pid. */
   kill(): void {
-    for (const pid of this.pids()) {
+    for (const pid of this.processes()) {
       if (isAlive(pid)) process.kill(pid, "SIGKILL")
     }
     if (this.process.exitCode === null) this.process.kill("SIGKILL")

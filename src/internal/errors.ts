@@ -1,0 +1,65 @@
+/**
+ * Upgrade errors across the runner's IPC channel, which carries JSON: sent as
+ * their tag and fields (durations in ms), rebuilt as the same typed errors.
+ *
+ * @internal
+ */
+import * as Duration from "effect/Duration"
+import type { UpgradeError } from "../UpgradeError.js"
+import {
+  AlreadyUpgraded,
+  ChildExited,
+  NotReady,
+  NotSupported,
+  ParentNotExited,
+  RolledBack,
+  SpawnError,
+  Stopped,
+  TooManyDescriptors,
+  UnregisteredListener,
+  UpgradeInProgress,
+  UpgradeTimeout
+} from "../UpgradeError.js"
+
+/** @internal */
+export type Serialized = { readonly _tag: string } & Record<string, unknown>
+
+/** @internal */
+export const serialize = (error: UpgradeError): Serialized => {
+  const fields: Record<string, unknown> = { _tag: error._tag }
+  for (const [key, value] of Object.entries(error)) {
+    fields[key] = Duration.isDuration(value) ? Duration.toMillis(value) : key === "cause" ? String(value) : value
+  }
+  return fields as Serialized
+}
+
+/** @internal */
+export const revive = (error: Serialized): UpgradeError => {
+  const e = error as any
+  switch (error._tag) {
+    case "NotSupported":
+      return new NotSupported({ platform: e.platform, reason: e.reason })
+    case "NotReady":
+      return new NotReady({ pid: e.pid })
+    case "ParentNotExited":
+      return new ParentNotExited({ parentPid: e.parentPid })
+    case "UpgradeInProgress":
+      return new UpgradeInProgress({ childPid: e.childPid })
+    case "AlreadyUpgraded":
+      return new AlreadyUpgraded({ childPid: e.childPid })
+    case "Stopped":
+      return new Stopped({ childPid: e.childPid })
+    case "ChildExited":
+      return new ChildExited({ pid: e.pid, code: e.code, signal: e.signal })
+    case "RolledBack":
+      return new RolledBack({ pid: e.pid, code: e.code, signal: e.signal, probation: Duration.millis(e.probation) })
+    case "UpgradeTimeout":
+      return new UpgradeTimeout({ pid: e.pid, timeout: Duration.millis(e.timeout) })
+    case "TooManyDescriptors":
+      return new TooManyDescriptors({ count: e.count, max: e.max })
+    case "UnregisteredListener":
+      return new UnregisteredListener({ addresses: e.addresses })
+    default:
+      return new SpawnError({ command: String(e.command ?? "the runner"), cause: e.cause ?? error._tag })
+  }
+}

@@ -1,0 +1,49 @@
+/**
+ * systemd's notify protocol (sd_notify): newline-separated `KEY=value`
+ * datagrams to the unix socket in NOTIFY_SOCKET. Sent from this process
+ * through the native addon, so the sender is the pid systemd knows as main
+ * (NotifyAccess=main works); without the addon, through the systemd-notify
+ * tool, whose messages systemd accepts only with NotifyAccess=all.
+ *
+ * @internal
+ */
+import * as Effect from "effect/Effect"
+import * as ChildProcess from "node:child_process"
+import * as Native from "./native.js"
+
+/** @internal */
+export interface Notifier {
+  readonly send: (fields: ReadonlyArray<readonly [string, string]>) => Effect.Effect<void>
+}
+
+/** CLOCK_MONOTONIC in microseconds, which is what Node's hrtime reads on Linux. */
+export const monotonicUsec = (): string => String(process.hrtime.bigint() / 1000n)
+
+/** A notifier when NOTIFY_SOCKET is set; `undefined` otherwise. */
+export const make = (): Notifier | undefined => {
+  const path = process.env.NOTIFY_SOCKET
+  if (path === undefined || path === "") return undefined
+  let warned = false
+  const send = (message: string, fields: ReadonlyArray<readonly [string, string]>) => {
+    const { addon, reason } = Native.load()
+    if (addon !== undefined) return addon.notify(path, message)
+    const result = ChildProcess.spawnSync("systemd-notify", fields.map(([key, value]) => `${key}=${value}`), {
+      stdio: "ignore"
+    })
+    if (result.status !== 0) {
+      throw new Error(`${reason}, and systemd-notify ${result.error?.message ?? `exited with ${result.status}`}`)
+    }
+  }
+  return {
+    send: (fields) =>
+      Effect.try(() => send(fields.map(([key, value]) => `${key}=${value}`).join("\n"), fields)).pipe(
+        Effect.catchAll((error) =>
+          warned ? Effect.void : Effect.sync(() => {
+            warned = true
+          }).pipe(
+            Effect.zipRight(Effect.logWarning(`cannot notify systemd at ${path}: ${String(error.error)}`))
+          )
+        )
+      )
+  }
+}

@@ -1,0 +1,308 @@
+/**
+ * The stable-PID runner: one process for the life of the service that keeps
+ * the listening sockets, starts every generation of the app as its own child
+ * through the handover protocol, and turns SIGHUP into an upgrade. The app's
+ * generations hand their listeners up at `ready`; the runner never accepts on
+ * them, it only keeps them open, so between generations (or while none runs)
+ * connections wait in the kernel's queue instead of being refused.
+ *
+ * @internal
+ */
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as PidFile from "../PidFile.js"
+import type { UpgradeError } from "../UpgradeError.js"
+import { ChildExited, RolledBack, SpawnError, Stopped, UpgradeInProgress, UpgradeTimeout } from "../UpgradeError.js"
+import * as Errors from "./errors.js"
+import * as Handles from "./handles.js"
+import * as Native from "./native.js"
+import * as Notify from "./notify.js"
+import * as Protocol from "./protocol.js"
+import * as Spawn from "./spawn.js"
+
+/** @internal */
+export interface Options {
+  /** The app's command line: executable, then its arguments. */
+  readonly command: ReadonlyArray<string>
+  readonly pidFile?: string | undefined
+  readonly upgradeTimeout: Duration.Duration
+  readonly probation: Duration.Duration
+}
+
+interface Held {
+  readonly descriptor: Protocol.SocketDescriptor
+  readonly handle: object
+}
+
+interface Generation {
+  readonly number: number
+  readonly child: Spawn.Child
+  /** The listeners it handed up at `ready`. */
+  readonly offered: Map<string, Held>
+}
+
+const STOP_SIGNALS = ["SIGTERM", "SIGINT", "SIGQUIT"] as const
+const FORWARDED = ["SIGUSR1", "SIGUSR2", "SIGWINCH"] as const
+
+/** The exit code a shell would report for a child that ended this way. */
+const exitCode = ({ code, signal }: Spawn.Exited): number =>
+  code ?? 128 + (signal === null ? 0 : (Os.constants.signals[signal] ?? 0))
+
+/**
+ * Runs the app until it exits or is stopped; succeeds with the exit code the
+ * runner should exit with (the app's).
+ *
+ * @internal
+ */
+export const run = Effect.fnUntraced(function*(options: Options) {
+  const [execPath, ...args] = options.command
+  if (execPath === undefined) return yield* new SpawnError({ command: "", cause: "no command to run" })
+  const env = { ...process.env }
+  // The runner is the service's main pid: only it speaks to systemd.
+  delete env.NOTIFY_SOCKET
+  const command: Spawn.Command = { execPath, args, cwd: process.cwd(), env }
+  const label = options.command.join(" ")
+  const notifier = Notify.make()
+  const notify = (...fields: ReadonlyArray<readonly [string, string]>) =>
+    notifier === undefined ? Effect.void : notifier.send(fields)
+
+  let held = new Map<string, Held>()
+  let current: Generation | undefined
+  let stopping = false
+  const live = new Set<Spawn.Child>()
+  const finished = yield* Deferred.make<number>()
+  const stopped = yield* Deferred.make<void>()
+  const lock = yield* Effect.makeSemaphore(1)
+  let upgrading = false
+
+  const start = (number: number, predecessorPid: number | undefined) =>
+    Effect.gen(function*() {
+      const offered = new Map<string, Held>()
+      const entries = [...held.values()]
+      // Set once spawned; the child cannot ask to upgrade before that.
+      const self: { generation?: Generation } = {}
+      const child = yield* Spawn.spawn(command, {
+        version: Protocol.VERSION,
+        generation: number,
+        parentPid: process.pid,
+        cwd: command.cwd,
+        fds: entries.map((h) => h.descriptor),
+        supervisor: true,
+        ...(predecessorPid === undefined ? {} : { predecessorPid })
+      }, {
+        descriptors: entries.map((h) => h.descriptor),
+        sockets: entries.map((h) => ({ key: h.descriptor.key, handle: h.handle })),
+        fds: []
+      }, (message, handle) => {
+        if (message.tableflip === "descriptor" && message.descriptor !== undefined && typeof handle === "object") {
+          offered.set(message.descriptor.key, { descriptor: message.descriptor, handle: handle! })
+        } else if (message.tableflip === "upgrade" && self.generation !== undefined) {
+          Effect.runFork(answer(self.generation))
+        }
+      })
+      live.add(child)
+      const generation: Generation = { number, child, offered }
+      self.generation = generation
+      yield* child.sendSockets
+      yield* Deferred.await(child.exited).pipe(
+        Effect.tap(() => live.delete(child)),
+        Effect.flatMap((exited) => onExit(generation, exited)),
+        Effect.forkDaemon
+      )
+      yield* Effect.logInfo(`started generation ${number}`).pipe(Effect.annotateLogs({ childPid: child.pid }))
+      return generation
+    })
+
+  // Ready, then alive through the probation; the timeout bounds the first part only.
+  const awaitReady = (generation: Generation): Effect.Effect<void, UpgradeError> =>
+    Deferred.await(generation.child.ready).pipe(
+      Effect.raceFirst(
+        Effect.zipRight(
+          Effect.sleep(options.upgradeTimeout),
+          new UpgradeTimeout({ pid: generation.child.pid, timeout: options.upgradeTimeout })
+        )
+      ),
+      Effect.zipRight(Duration.isZero(options.probation) ? Effect.void : Effect.sleep(options.probation)),
+      Effect.raceFirst(Effect.flatMap(Deferred.await(generation.child.exited), ({ code, signal }) =>
+        Effect.flatMap(
+          Deferred.isDone(generation.child.ready),
+          (ready): Effect.Effect<never, UpgradeError> =>
+            ready
+              ? new RolledBack({ pid: generation.child.pid, code, signal, probation: options.probation })
+              : new ChildExited({ pid: generation.child.pid, code, signal })
+        ))),
+      Effect.raceFirst(Effect.zipRight(Deferred.await(stopped), new Stopped({ childPid: generation.child.pid })))
+    )
+
+  // The listeners a generation handed up replace the ones held before.
+  const adopt = (generation: Generation) => {
+    for (const [key, { handle }] of held) {
+      if (generation.offered.get(key)?.handle !== handle) Handles.closeHandle(handle)
+    }
+    held = generation.offered
+  }
+
+  const release = (generation: Generation) => {
+    for (const { handle } of generation.offered.values()) Handles.closeHandle(handle)
+  }
+
+  const upgrade = lock.withPermits(1)(
+    Effect.gen(function*() {
+      const old = current
+      if (old === undefined || stopping) return yield* new Stopped({ childPid: undefined })
+      upgrading = true
+      yield* notify(["RELOADING", "1"], ["MONOTONIC_USEC", Notify.monotonicUsec()], [
+        "STATUS",
+        `starting generation ${old.number + 1}`
+      ])
+      const next = yield* start(old.number + 1, old.child.pid)
+      const result = yield* Effect.exit(awaitReady(next))
+      if (Exit.isFailure(result)) {
+        yield* next.child.kill
+        release(next)
+        yield* notify(["READY", "1"], ["STATUS", `generation ${old.number} serving; the upgrade failed`])
+        return yield* Effect.failCause(result.cause)
+      }
+      adopt(next)
+      current = next
+      yield* old.child.post({ tableflip: "exit", result: { _tag: "Upgraded", pid: next.child.pid } })
+      yield* Deferred.await(old.child.exited).pipe(
+        Effect.zipRight(next.child.post({ tableflip: "predecessor-gone" })),
+        Effect.forkDaemon
+      )
+      yield* notify(["READY", "1"], ["STATUS", `generation ${next.number} serving (pid ${next.child.pid})`])
+      yield* Effect.logInfo(`upgraded to pid ${next.child.pid}`)
+      return { pid: next.child.pid }
+    }).pipe(Effect.ensuring(Effect.sync(() => {
+      upgrading = false
+    })))
+  )
+
+  const recorded = Effect.suspend(() => {
+    const startedAt = Date.now()
+    return upgrade.pipe(
+      Effect.tapError((error) => Effect.logWarning("upgrade failed", error.message)),
+      Effect.onExit((exit) =>
+        options.pidFile === undefined
+          ? Effect.void
+          : PidFile.writeOutcome(options.pidFile, {
+            pid: process.pid,
+            startedAt,
+            endedAt: Date.now(),
+            ...(Exit.isSuccess(exit)
+              ? { outcome: "upgraded" as const, child: exit.value.pid }
+              : {
+                outcome: "failed" as const,
+                error: Exit.isFailure(exit) && exit.cause._tag === "Fail"
+                  ? { _tag: exit.cause.error._tag, message: exit.cause.error.message }
+                  : { _tag: "Interrupted", message: "the runner is stopping" }
+              })
+          }).pipe(Effect.catchAll((error) => Effect.logWarning(error.message)))
+      )
+    )
+  })
+
+  // A generation asked for the upgrade: answer it, typed.
+  const answer = (generation: Generation) =>
+    (upgrading ? Effect.fail(new UpgradeInProgress({ childPid: undefined })) : recorded).pipe(
+      Effect.matchEffect({
+        onFailure: (error) =>
+          generation.child.post({
+            tableflip: "upgrade-result",
+            result: { _tag: "Failed", error: Errors.serialize(error) }
+          }),
+        onSuccess: ({ pid }) =>
+          generation.child.post({ tableflip: "upgrade-result", result: { _tag: "Upgraded", pid } })
+      })
+    )
+
+  // The current generation exiting on its own ends the runner with its code, unless an
+  // upgrade in flight replaces it first.
+  const onExit = (generation: Generation, exited: Spawn.Exited) =>
+    lock.withPermits(1)(Effect.suspend(() => {
+      if (current !== generation) return Effect.void
+      return Effect.logInfo(`generation ${generation.number} (pid ${generation.child.pid}) exited`).pipe(
+        Effect.annotateLogs({ code: exited.code, signal: exited.signal }),
+        Effect.zipRight(Deferred.succeed(finished, exitCode(exited)))
+      )
+    }))
+
+  const stop = (signal: NodeJS.Signals | "exit") =>
+    Effect.suspend(() => {
+      if (stopping) return Effect.void
+      stopping = true
+      return Effect.zipRight(
+        notify(["STOPPING", "1"], ["STATUS", `stopping on ${signal}`]),
+        Effect.logInfo(`${signal}: stopping every generation`)
+      ).pipe(
+        Effect.zipRight(Deferred.succeed(stopped, undefined)),
+        // A pending generation is killed by its upgrade; the others stop and drain.
+        Effect.zipRight(Effect.forEach([...live], (child) => child.post({ tableflip: "stop" }), { discard: true }))
+      )
+    })
+
+  const onSignal = (signal: NodeJS.Signals) => () => {
+    if (signal === "SIGHUP") Effect.runFork(Effect.ignore(upgrading ? Effect.void : recorded))
+    else if ((STOP_SIGNALS as ReadonlyArray<string>).includes(signal)) Effect.runFork(stop(signal))
+    else if (current !== undefined) process.kill(current.child.pid, signal)
+  }
+  const handlers = [...STOP_SIGNALS, ...FORWARDED, "SIGHUP" as const].map((signal) =>
+    [signal, onSignal(signal)] as const
+  )
+  // As PID 1 (a container), orphans of the app are re-parented here and must be reaped.
+  const reaper = () => reapOrphans(live)
+  yield* Effect.acquireRelease(
+    Effect.sync(() => {
+      for (const [signal, handler] of handlers) process.on(signal, handler)
+      if (process.pid === 1) process.on("SIGCHLD", reaper)
+    }),
+    () =>
+      Effect.sync(() => {
+        for (const [signal, handler] of handlers) process.off(signal, handler)
+        process.off("SIGCHLD", reaper)
+      })
+  )
+
+  if (options.pidFile !== undefined) yield* PidFile.write(options.pidFile)
+  const first = yield* start(1, undefined)
+  const ready = yield* Effect.exit(awaitReady(first))
+  if (Exit.isFailure(ready)) {
+    yield* first.child.kill
+    yield* Effect.logError(`the app did not start: ${label}`)
+    const exited = yield* Deferred.poll(first.child.exited)
+    return exited._tag === "Some" ? exitCode(yield* exited.value) : 1
+  }
+  adopt(first)
+  current = first
+  yield* notify(["READY", "1"], ["MAINPID", String(process.pid)], ["STATUS", `generation 1 serving`])
+  yield* Effect.logInfo(`serving: generation 1 is pid ${first.child.pid}`)
+
+  const code = yield* Deferred.await(finished)
+  // Drained generations may still be finishing; the runner leaves last.
+  yield* stop("exit")
+  yield* Effect.forEach([...live], (child) => Deferred.await(child.exited), { discard: true })
+  for (const { handle } of held.values()) Handles.closeHandle(handle)
+  return code
+})
+
+/** Reaps zombies re-parented to this process that it did not spawn (libuv reaps its own). */
+const reapOrphans = (live: ReadonlySet<Spawn.Child>) => {
+  const { addon } = Native.load()
+  if (addon === undefined) return
+  const ours = new Set([...live].map((child) => child.pid))
+  for (const entry of Fs.readdirSync("/proc")) {
+    const pid = Number(entry)
+    if (!Number.isInteger(pid) || ours.has(pid)) continue
+    try {
+      const stat = Fs.readFileSync(`/proc/${pid}/stat`, "utf8")
+      const [state, ppid] = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+      if (state === "Z" && Number(ppid) === process.pid) addon.reap(pid)
+    } catch {
+      // Gone while we looked.
+    }
+  }
+}
