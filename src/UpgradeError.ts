@@ -174,6 +174,42 @@ export class RolledBack extends Data.TaggedError("RolledBack")<{
 }
 
 /**
+ * The next generation's readiness check failed (`Upgrader.readyWhen`): it
+ * said so and exited; the running generation keeps serving.
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export class HealthCheckFailed extends Data.TaggedError("HealthCheckFailed")<{
+  readonly pid: number
+  readonly reason: string
+}> {
+  override get message(): string {
+    return `new generation pid ${this.pid} failed its readiness check: ${this.reason}; the old generation keeps serving`
+  }
+}
+
+/**
+ * State handed from one generation to the next (`State`) could not be
+ * encoded by the old generation (`Encode`), was over the size limit
+ * (`TooLarge`), both of which fail the upgrade before anything starts, or does
+ * not decode with the new generation's schema (`Decode`), say because it
+ * changed between versions.
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export class StateError extends Data.TaggedError("StateError")<{
+  readonly key: string
+  readonly reason: "Encode" | "TooLarge" | "Decode"
+  readonly detail: string
+}> {
+  override get message(): string {
+    return `state ${JSON.stringify(this.key)}: ${this.detail}`
+  }
+}
+
+/**
  * The next generation did not signal readiness in time. It was killed
  * (SIGKILL) and reaped; the running generation keeps serving.
  *
@@ -278,6 +314,8 @@ export type UpgradeError =
   | Stopped
   | SpawnError
   | ChildExited
+  | HealthCheckFailed
+  | StateError
   | RolledBack
   | UpgradeTimeout
   | TooManyDescriptors

@@ -18,6 +18,7 @@
  *
  * @since 0.1.0
  */
+import * as Cause from "effect/Cause"
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
@@ -29,7 +30,8 @@ import * as Queue from "effect/Queue"
 import type * as Scope from "effect/Scope"
 import * as Fds from "./Fds.js"
 import * as Lifecycle from "./internal/lifecycle.js"
-import type { HandoverError, NotSupported, PidFileError, UpgradeError } from "./UpgradeError.js"
+import type { HandoverError, NotSupported, PidFileError, StateError, UpgradeError } from "./UpgradeError.js"
+import { HealthCheckFailed } from "./UpgradeError.js"
 
 /**
  * How the next generation is started. Every field is optional; the defaults
@@ -69,6 +71,8 @@ export interface Options {
    * `ready` takes the listeners with it.
    */
   readonly probation?: Duration.DurationInput | undefined
+  /** The largest state (`State`), JSON-encoded, an upgrade hands over. Default: 64 MiB. */
+  readonly maxStateBytes?: number | undefined
   /** How the next generation is started. */
   readonly command?: Command | undefined
   /**
@@ -133,6 +137,22 @@ export class Upgrader extends Context.Tag("effect-tableflip/Upgrader")<Upgrader,
   readonly stop: Effect.Effect<void>
   /** Completes when the previous generation has exited (at once in a first generation). */
   readonly waitForParent: Effect.Effect<void>
+  /**
+   * Registers, for the scope, a snapshot taken when an upgrade starts and
+   * handed to the next generation under `key`, already encoded to JSON-safe
+   * values. `State` is the typed way to use it.
+   */
+  readonly offerState: (
+    key: string,
+    snapshot: Effect.Effect<unknown, StateError>
+  ) => Effect.Effect<void, never, Scope.Scope>
+  /** The state the previous generation handed over (JSON text), if any. `State` decodes it. */
+  readonly inheritedState: string | undefined
+  /**
+   * Tells the previous generation that this one cannot serve, so that its
+   * upgrade fails at once with `HealthCheckFailed`. `readyWhen` uses it.
+   */
+  readonly unready: (reason: string) => Effect.Effect<void>
 }>() {}
 
 /**
@@ -158,7 +178,10 @@ export const make = (
       upgrade: lifecycle.upgrade,
       exit: lifecycle.exit,
       stop: lifecycle.stop,
-      waitForParent: lifecycle.waitForParent
+      waitForParent: lifecycle.waitForParent,
+      offerState: lifecycle.offerState,
+      inheritedState: lifecycle.inheritedState,
+      unready: lifecycle.unready
     }),
     fds: Fds.fromRegistry(lifecycle.registry)
   }))
@@ -197,6 +220,40 @@ export const launch = <ROut, E, RIn>(
   }))
 
 /**
+ * `ready`, gated by a check of yours (an HTTP probe to this generation's own
+ * listener, a database ping) that runs first, within `timeout` (default 30
+ * seconds). If it fails or times out, the previous generation hears so at
+ * once (its `upgrade` fails with `HealthCheckFailed`, and it serves on) and
+ * this fails with the same error; the new generation should then exit.
+ *
+ * @since 0.2.0
+ * @category combinators
+ */
+export const readyWhen = <E, R>(
+  check: Effect.Effect<unknown, E, R>,
+  options: { readonly timeout?: Duration.DurationInput | undefined } = {}
+): Effect.Effect<void, HealthCheckFailed | PidFileError, R | Upgrader> =>
+  Effect.gen(function*() {
+    const upgrader = yield* Upgrader
+    const timeout = Duration.decode(options.timeout ?? Duration.seconds(30))
+    yield* check.pipe(
+      Effect.timeoutFail({ duration: timeout, onTimeout: () => `no answer within ${Duration.format(timeout)}` }),
+      Effect.catchAllCause((cause) => {
+        const reason = describeCause(Cause.squash(cause))
+        return Effect.zipRight(upgrader.unready(reason), new HealthCheckFailed({ pid: upgrader.pid, reason }))
+      })
+    )
+    yield* upgrader.ready
+  }).pipe(Effect.withSpan("Upgrader.readyWhen"))
+
+const describeCause = (error: unknown): string =>
+  typeof error === "string"
+    ? error
+    : error instanceof Error || (typeof error === "object" && error !== null && "message" in error)
+    ? String((error as { message: unknown }).message)
+    : String(error)
+
+/**
  * Settings from the environment: `TABLEFLIP_UPGRADE_TIMEOUT` and
  * `TABLEFLIP_PROBATION` (durations such as `30 seconds`) and
  * `TABLEFLIP_PID_FILE`.
@@ -231,6 +288,7 @@ export const layerConfig = (
       upgradeTimeout: options.upgradeTimeout ?? fromEnv.upgradeTimeout,
       pidFile: options.pidFile ?? fromEnv.pidFile,
       probation: options.probation ?? fromEnv.probation,
+      maxStateBytes: options.maxStateBytes,
       command: options.command,
       unregisteredListeners: options.unregisteredListeners
     })))

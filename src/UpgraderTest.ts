@@ -25,7 +25,7 @@ import * as Layer from "effect/Layer"
 import * as Ref from "effect/Ref"
 import * as Fds from "./Fds.js"
 import { Registry } from "./internal/registry.js"
-import type { UpgradeError } from "./UpgradeError.js"
+import type { StateError, UpgradeError } from "./UpgradeError.js"
 import { NotSupported } from "./UpgradeError.js"
 import type { ExitReason, Upgraded } from "./Upgrader.js"
 import { Upgrader } from "./Upgrader.js"
@@ -43,6 +43,10 @@ export class UpgraderTest extends Context.Tag("effect-tableflip/UpgraderTest")<U
   readonly readyCount: Effect.Effect<number>
   /** How many times the application called `upgrade`. */
   readonly upgradeCount: Effect.Effect<number>
+  /** Takes the snapshots the application offers (`State.offer`), encoded, as an upgrade would. */
+  readonly offeredState: Effect.Effect<Readonly<Record<string, unknown>>, StateError>
+  /** The reason the application gave `readyWhen`'s failed check, if any. */
+  readonly unreadyReason: Effect.Effect<string | undefined>
 }>() {}
 
 /**
@@ -54,6 +58,8 @@ export interface Options {
   readonly upgrade?: Effect.Effect<Upgraded, UpgradeError> | undefined
   /** What `hasParent` reports. Default: false. */
   readonly hasParent?: boolean | undefined
+  /** State "handed over" by a previous generation: encoded values by key, as `State` would send them. */
+  readonly inheritedState?: Readonly<Record<string, unknown>> | undefined
 }
 
 /**
@@ -67,6 +73,8 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
   const readyCount = yield* Ref.make(0)
   const upgradeCount = yield* Ref.make(0)
   const registry = new Registry([], { mayUnlink: () => true })
+  const offered = new Map<string, Effect.Effect<unknown, StateError>>()
+  const unreadyReason = yield* Ref.make<string | undefined>(undefined)
   const upgrade = options.upgrade ??
     Effect.fail(new NotSupported({ platform: process.platform, reason: "UpgraderTest does not upgrade" }))
   const triggerExit = (reason: ExitReason) => Effect.asVoid(Deferred.succeed(exitReason, reason))
@@ -79,10 +87,26 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
       upgrade: Effect.zipRight(Ref.update(upgradeCount, (n) => n + 1), upgrade),
       exit: Deferred.await(exitReason),
       stop: triggerExit("stopped"),
-      waitForParent: Effect.void
+      waitForParent: Effect.void,
+      offerState: (key, snapshot) =>
+        Effect.acquireRelease(
+          Effect.sync(() => offered.set(key, snapshot)),
+          () => Effect.sync(() => offered.delete(key))
+        ),
+      inheritedState: options.inheritedState === undefined ? undefined : JSON.stringify(options.inheritedState),
+      unready: (reason) => Ref.set(unreadyReason, reason)
     }),
     fds: Fds.fromRegistry(registry),
-    test: UpgraderTest.of({ triggerExit, readyCount: Ref.get(readyCount), upgradeCount: Ref.get(upgradeCount) })
+    test: UpgraderTest.of({
+      triggerExit,
+      readyCount: Ref.get(readyCount),
+      upgradeCount: Ref.get(upgradeCount),
+      offeredState: Effect.map(
+        Effect.forEach([...offered], ([key, snapshot]) => Effect.map(snapshot, (value) => [key, value] as const)),
+        (entries) => Object.fromEntries(entries)
+      ),
+      unreadyReason: Ref.get(unreadyReason)
+    })
   }
 })
 

@@ -52,3 +52,10 @@ export * as Upgrader from "./Upgrader.js"
  * @since 0.1.0
  */
 export * as UpgraderTest from "./UpgraderTest.js"
+
+/**
+ * Typed state handed from one generation to the next.
+ *
+ * @since 0.2.0
+ */
+export * as State from "./State.js"

@@ -34,7 +34,8 @@ import {
   UpgradeInProgress,
   UpgradeTimeout
 } from "../UpgradeError.js"
-import type { PidFileError } from "../UpgradeError.js"
+import { HealthCheckFailed, StateError } from "../UpgradeError.js"
+import type { Upgrader } from "../Upgrader.js"
 import * as UpgradeErrors from "./errors.js"
 import * as Link from "./link.js"
 import * as Notify from "./notify.js"
@@ -48,6 +49,7 @@ export interface Options {
   readonly upgradeTimeout?: Duration.DurationInput | undefined
   readonly pidFile?: string | undefined
   readonly probation?: Duration.DurationInput | undefined
+  readonly maxStateBytes?: number | undefined
   readonly unregisteredListeners?: "fail" | "warn" | undefined
   readonly command?:
     | {
@@ -65,17 +67,7 @@ export interface Upgraded {
 }
 
 /** @internal */
-export interface Lifecycle {
-  readonly pid: number
-  readonly generation: number
-  readonly hasParent: boolean
-  readonly ready: Effect.Effect<void, PidFileError>
-  readonly upgrade: Effect.Effect<Upgraded, UpgradeError>
-  readonly exit: Effect.Effect<ExitReason>
-  readonly stop: Effect.Effect<void>
-  readonly waitForParent: Effect.Effect<void>
-  readonly registry: Registry
-}
+export type Lifecycle = Upgrader["Type"] & { readonly registry: Registry }
 
 type State =
   | { readonly _tag: "Starting" }
@@ -88,6 +80,9 @@ const errorSummary = (error: unknown) =>
   typeof error === "object" && error !== null && "_tag" in error
     ? { _tag: String(error._tag), message: String((error as { readonly message?: unknown }).message) }
     : { _tag: "Defect", message: String(error) }
+
+/** @internal */
+export const DEFAULT_MAX_STATE_BYTES = 64 * 1024 * 1024
 
 /** @internal */
 export const DEFAULT_UPGRADE_TIMEOUT = Duration.minutes(1)
@@ -219,6 +214,10 @@ export const make = Effect.fnUntraced(function*(options: Options) {
                 : new ChildExited({ pid: child.pid, code, signal })
           )
       )),
+      Effect.raceFirst(Effect.flatMap(
+        Deferred.await(child.unready),
+        (reason) => new HealthCheckFailed({ pid: child.pid, reason })
+      )),
       Effect.raceFirst(Effect.zipRight(Deferred.await(stopSignal), new Stopped({ childPid: child.pid })))
     )
 
@@ -254,17 +253,38 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     return options.unregisteredListeners === "warn" ? Effect.logWarning(error.message) : Effect.fail(error)
   })
 
+  const stateProviders = new Map<string, Effect.Effect<unknown, StateError>>()
+  const maxStateBytes = options.maxStateBytes ?? DEFAULT_MAX_STATE_BYTES
+  // Taken when the upgrade starts: what changes after that stays with the old generation.
+  const collectState = Effect.gen(function*() {
+    if (stateProviders.size === 0) return undefined
+    const values: Record<string, unknown> = {}
+    for (const [key, snapshot] of stateProviders) values[key] = yield* snapshot
+    const text = JSON.stringify(values)
+    const bytes = Buffer.byteLength(text)
+    if (bytes > maxStateBytes) {
+      return yield* new StateError({
+        key: [...stateProviders.keys()].join(", "),
+        reason: "TooLarge",
+        detail: `${bytes} bytes encoded, over the limit of ${maxStateBytes} (option maxStateBytes)`
+      })
+    }
+    return text
+  })
+
   const attempt = (startedAt: number) =>
     Effect.acquireUseRelease(
       Effect.gen(function*() {
         yield* checkStrays
-        const handover = yield* registry.handover()
+        const stateText = yield* collectState
+        const handover = { ...(yield* registry.handover()), state: stateText }
         const child = yield* Spawn.spawn(command(), {
           version: Protocol.VERSION,
           generation: generation + 1,
           parentPid: process.pid,
           cwd,
-          fds: handover.descriptors
+          fds: handover.descriptors,
+          ...(stateText === undefined ? {} : { state: true })
         }, handover).pipe(Effect.tapError(() => Effect.sync(() => registry.settle(false))))
         yield* Ref.update(state, (s): State => s._tag === "Upgrading" ? { _tag: "Upgrading", childPid: child.pid } : s)
         yield* Effect.logInfo("started the next generation").pipe(
@@ -417,6 +437,13 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     exit: Deferred.await(exitReason),
     stop,
     waitForParent: link === undefined ? Effect.void : Deferred.await(link.predecessorGone),
+    offerState: (key, snapshot) =>
+      Effect.acquireRelease(
+        Effect.sync(() => stateProviders.set(key, snapshot)),
+        () => Effect.sync(() => stateProviders.delete(key))
+      ),
+    inheritedState: link?.state,
+    unready: (reason) => link === undefined ? Effect.void : link.notifyUnready(reason),
     registry
   } satisfies Lifecycle
 })

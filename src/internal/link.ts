@@ -36,6 +36,10 @@ export interface Link {
   readonly notifyReady: (
     listeners: ReadonlyArray<{ readonly descriptor: Protocol.SocketDescriptor; readonly handle: object }>
   ) => Effect.Effect<void>
+  /** The previous generation's state, JSON text of one encoded value per key, if it sent any. */
+  readonly state: string | undefined
+  /** Tells the parent this generation cannot serve (its readiness check failed). */
+  readonly notifyUnready: (reason: string) => Effect.Effect<void>
   /** Under a runner: asks it to upgrade, and waits for its answer (`undefined` if it went away). */
   readonly requestUpgrade: Effect.Effect<Protocol.UpgradeResult | undefined>
 }
@@ -53,7 +57,9 @@ export const open = (manifest: Protocol.Manifest): Effect.Effect<Link, HandoverE
     const received = new Map<string, unknown>()
     const allReceived = yield* Deferred.make<void, HandoverError>()
     const expected = new Set(sockets.map((d) => d.key))
-    if (expected.size === 0) Deferred.unsafeDone(allReceived, Effect.void)
+    let state: string | undefined
+    const complete = () => received.size === expected.size && (manifest.state !== true || state !== undefined)
+    if (complete()) Deferred.unsafeDone(allReceived, Effect.void)
 
     const supervised = manifest.supervisor === true
     const predecessorGone = supervised ? yield* Deferred.make<void>() : parentGone
@@ -82,6 +88,11 @@ export const open = (manifest: Protocol.Manifest): Effect.Effect<Link, HandoverE
             return
         }
       }
+      if (message.tableflip === "state" && typeof message.state === "string") {
+        state = message.state
+        if (complete()) Deferred.unsafeDone(allReceived, Effect.void)
+        return
+      }
       if (message.tableflip !== "descriptor" || message.key === undefined) return
       const kind = kinds.get(message.key)
       if (kind === undefined || handle === undefined) return
@@ -96,12 +107,13 @@ export const open = (manifest: Protocol.Manifest): Effect.Effect<Link, HandoverE
         )
       }
       received.set(message.key, handle)
-      if (received.size === expected.size) Deferred.unsafeDone(allReceived, Effect.void)
+      if (complete()) Deferred.unsafeDone(allReceived, Effect.void)
     }
     const onDisconnect = () => {
       Deferred.unsafeDone(parentGone, Effect.void)
       if (answer !== undefined) Deferred.unsafeDone(answer, Effect.succeed(undefined))
       const missing = [...expected].filter((key) => !received.has(key))
+      if (manifest.state === true && state === undefined) missing.push("its state")
       Deferred.unsafeDone(
         allReceived,
         new HandoverError({
@@ -173,6 +185,8 @@ export const open = (manifest: Protocol.Manifest): Effect.Effect<Link, HandoverE
       exitRequested,
       stopRequested,
       notifyReady,
+      state,
+      notifyUnready: (reason: string) => send({ tableflip: "unready", reason }),
       requestUpgrade
     }
   })

@@ -103,6 +103,8 @@ export const Manifest = Schema.Struct({
    * asks the runner to upgrade, and steps down when the runner says so.
    */
   supervisor: Schema.optional(Schema.Boolean),
+  /** A `state` message follows the sockets. */
+  state: Schema.optional(Schema.Boolean),
   /** Under a runner: the generation this one follows, if any. */
   predecessorPid: Schema.optional(Schema.Int.pipe(Schema.positive()))
 })
@@ -112,17 +114,30 @@ export type Manifest = typeof Manifest.Type
 /**
  * A message on the IPC channel that belongs to the protocol.
  *
- * Parent to child: `descriptor` (with a socket handle). Child to parent:
- * `ready`. With a runner, also child to runner: `descriptor` (with the
+ * Parent to child: `descriptor` (with a socket handle), then `state`. Child
+ * to parent: `ready`, or `unready` (its readiness check failed). With a runner, also child to runner: `descriptor` (with the
  * handle and its `descriptor`, before `ready`) and `upgrade`; runner to child:
  * `upgrade-result`, `exit` (step down: the next generation is ready), `stop`
  * (the service stops) and `predecessor-gone`.
  */
 export interface Message {
-  readonly tableflip: "descriptor" | "ready" | "upgrade" | "upgrade-result" | "exit" | "stop" | "predecessor-gone"
+  readonly tableflip:
+    | "descriptor"
+    | "state"
+    | "ready"
+    | "unready"
+    | "upgrade"
+    | "upgrade-result"
+    | "exit"
+    | "stop"
+    | "predecessor-gone"
   readonly key?: string
   readonly descriptor?: SocketDescriptor
   readonly result?: UpgradeResult
+  /** `state`: JSON, one encoded value per key. */
+  readonly state?: string
+  /** `unready`: why the readiness check failed. */
+  readonly reason?: string
 }
 
 /** What a runner answers to `upgrade`. */

@@ -68,6 +68,8 @@ interface Registered {
 
 /** @internal */
 export interface Handover {
+  /** JSON of the state handed over, if any (added by the lifecycle). */
+  readonly state?: string | undefined
   readonly descriptors: ReadonlyArray<Protocol.Descriptor>
   /** Sockets to send over the IPC channel, by key. */
   readonly sockets: ReadonlyArray<{ readonly key: string; readonly handle: object }>

@@ -35,9 +35,11 @@ export interface Child {
   readonly pid: number
   /** Completes when the child says it is ready. */
   readonly ready: Deferred.Deferred<void>
+  /** Completes, with its reason, when the child says its readiness check failed. */
+  readonly unready: Deferred.Deferred<string>
   /** Completes when the child has exited and been reaped. */
   readonly exited: Deferred.Deferred<Exited>
-  /** Sends every socket; fails if the channel breaks (the child died). */
+  /** Sends every socket, then the state if there is one; fails if the channel breaks (the child died). */
   readonly sendSockets: Effect.Effect<void, SpawnError>
   /** SIGKILL, then wait (bounded) until the child is reaped. */
   readonly kill: Effect.Effect<void>
@@ -64,6 +66,7 @@ export const spawn = (
 ): Effect.Effect<Child, SpawnError> =>
   Effect.gen(function*() {
     const ready = yield* Deferred.make<void>()
+    const unready = yield* Deferred.make<string>()
     const exited = yield* Deferred.make<Exited>()
     const label = [command.execPath, ...command.args].join(" ")
     const child = yield* Effect.async<ChildProcess.ChildProcess, SpawnError>((resume) => {
@@ -90,14 +93,14 @@ export const spawn = (
     child.on("message", (message: unknown, handle: unknown) => {
       if (!Protocol.isMessage(message)) return
       if (message.tableflip === "ready") Deferred.unsafeDone(ready, Effect.void)
+      else if (message.tableflip === "unready") Deferred.unsafeDone(unready, Effect.succeed(String(message.reason)))
       else onMessage?.(message, handle)
     })
-    const send = (key: string, handle: object) =>
+    const send = (message: Protocol.Message, handle?: object) =>
       Effect.async<void, SpawnError>((resume) => {
         if (!child.connected) {
           return resume(Effect.fail(new SpawnError({ command: label, cause: `the IPC channel to pid ${pid} closed` })))
         }
-        const message: Protocol.Message = { tableflip: "descriptor", key }
         // keepOpen: this generation serves the socket until the new one is ready.
         child.send(message, handle as never, { keepOpen: true }, (error) => {
           resume(error === null ? Effect.void : Effect.fail(new SpawnError({ command: label, cause: error })))
@@ -106,8 +109,14 @@ export const spawn = (
     return {
       pid,
       ready,
+      unready,
       exited,
-      sendSockets: Effect.forEach(handover.sockets, ({ handle, key }) => send(key, handle), { discard: true }),
+      sendSockets: Effect.zipRight(
+        Effect.forEach(handover.sockets, ({ handle, key }) => send({ tableflip: "descriptor", key }, handle), {
+          discard: true
+        }),
+        handover.state === undefined ? Effect.void : send({ tableflip: "state", state: handover.state })
+      ),
       kill: Effect.suspend(() => {
         child.kill("SIGKILL")
         return Deferred.await(exited)

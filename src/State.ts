@@ -1,0 +1,107 @@
+/**
+ * Typed state handed from one generation to the next: a cache snapshot,
+ * counters, a key ring. Described by an `effect/Schema`, so the new
+ * generation reads it decoded and typed, or gets a `StateError` when it does
+ * not decode (the schema changed between versions, say).
+ *
+ * ```ts
+ * const Counters = State.make("counters", Schema.Struct({ requests: Schema.Number }))
+ *
+ * const program = Effect.gen(function*() {
+ *   const inherited = yield* Counters.inherited // Option<{ requests: number }>
+ *   const requests = yield* Ref.make(Option.match(inherited, { onNone: () => 0, onSome: (c) => c.requests }))
+ *   yield* Counters.offer(Effect.map(Ref.get(requests), (n) => ({ requests: n })))
+ *   ...
+ * })
+ * ```
+ *
+ * The snapshot is taken when an upgrade starts, encoded with the schema, and
+ * sent over the handover channel after the sockets (so the new generation
+ * has it before its layers are built); what changes after that stays with the
+ * old generation. The whole state is limited to `maxStateBytes` of JSON
+ * (default 64 MiB); more fails the upgrade with `StateError` ("TooLarge")
+ * before anything is started. Under `effect-tableflip run`, state is not
+ * carried (the runner keeps sockets only).
+ *
+ * @since 0.2.0
+ */
+import * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as ParseResult from "effect/ParseResult"
+import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
+import { StateError } from "./UpgradeError.js"
+import { Upgrader } from "./Upgrader.js"
+
+/**
+ * One piece of state, by key.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface State<A> {
+  readonly key: string
+  /**
+   * What the previous generation handed over under this key: `None` in a
+   * first generation, or when the previous one offered nothing under it;
+   * `StateError` ("Decode") when it does not match the schema.
+   */
+  readonly inherited: Effect.Effect<Option.Option<A>, StateError, Upgrader>
+  /** Offers, for the scope, a snapshot the next generation receives when an upgrade starts. */
+  readonly offer: <E, R>(
+    snapshot: Effect.Effect<A, E, R>
+  ) => Effect.Effect<void, never, Upgrader | Scope.Scope | R>
+}
+
+/**
+ * Describes a piece of state handed between generations under `key`.
+ *
+ * @since 0.2.0
+ * @category constructors
+ */
+export const make = <A, I>(key: string, schema: Schema.Schema<A, I>): State<A> => {
+  const decode = Schema.decodeUnknown(schema)
+  const encode = Schema.encode(schema)
+  return {
+    key,
+    inherited: Effect.gen(function*() {
+      const { inheritedState } = yield* Upgrader
+      if (inheritedState === undefined) return Option.none()
+      const all = JSON.parse(inheritedState) as Record<string, unknown>
+      if (!Object.hasOwn(all, key)) return Option.none()
+      return Option.some(
+        yield* decode(all[key]).pipe(
+          Effect.mapError((error) =>
+            new StateError({
+              key,
+              reason: "Decode",
+              detail: `what the previous generation handed over does not match this schema: ${
+                ParseResult.TreeFormatter.formatErrorSync(error)
+              }`
+            })
+          )
+        )
+      )
+    }),
+    offer: <E, R>(snapshot: Effect.Effect<A, E, R>) =>
+      Effect.gen(function*() {
+        const upgrader = yield* Upgrader
+        const context = yield* Effect.context<R>()
+        yield* upgrader.offerState(
+          key,
+          snapshot.pipe(
+            Effect.flatMap(encode),
+            Effect.catchAllCause((cause) =>
+              new StateError({
+                key,
+                reason: "Encode",
+                detail: `the snapshot failed: ${Cause.pretty(cause).split("\n")[0]}`
+              })
+            ),
+            Effect.provide(context)
+          )
+        )
+      })
+  }
+}
