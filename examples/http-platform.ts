@@ -17,6 +17,7 @@ import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Http from "node:http"
 import { parseArgs } from "node:util"
 import * as TableflipHttp from "../src/HttpServer.js"
 import * as Upgrader from "../src/Upgrader.js"
@@ -50,6 +51,7 @@ const echo = Effect.gen(function*() {
 
 const HttpLive = HttpRouter.empty.pipe(
   HttpRouter.get("/", hello),
+  HttpRouter.get("/health", Effect.succeed(HttpServerResponse.text(`${process.pid}\n`))),
   HttpRouter.get("/ws", echo),
   HttpServer.serve(),
   Layer.provide(TableflipHttp.layer(
@@ -58,8 +60,27 @@ const HttpLive = HttpRouter.empty.pipe(
   ))
 )
 
+// Settings such as TABLEFLIP_PROBATION come from the environment; the command line wins.
 const UpgraderLive = Upgrader.layerSignal().pipe(
-  Layer.provideMerge(Upgrader.layer({ pidFile: values["pid-file"] }))
+  Layer.provideMerge(Upgrader.layerConfig({ pidFile: values["pid-file"] }))
 )
 
-Upgrader.launch(HttpLive).pipe(Effect.provide(UpgraderLive), NodeRuntime.runMain)
+// Before it takes over, this generation must answer HTTP itself. Both generations accept on the
+// same socket until then, so a probe can reach the old one: ask until this process answers.
+const selfProbe = Effect.tryPromise(() =>
+  new Promise<string>((resolve, reject) => {
+    Http.get({ host: values.host, port: Number(values.port), path: "/health", agent: false }, (response) => {
+      let body = ""
+      response.setEncoding("utf8").on("data", (chunk: string) => (body += chunk))
+      response.on("end", () => resolve(body.trim()))
+    }).on("error", reject)
+  })
+).pipe(
+  Effect.filterOrFail((pid) => pid === String(process.pid), () => "answered by another generation"),
+  Effect.retry({ times: 50 })
+)
+
+Upgrader.launch(HttpLive, { readyWhen: selfProbe, readyTimeout: "10 seconds" }).pipe(
+  Effect.provide(UpgraderLive),
+  NodeRuntime.runMain
+)

@@ -207,13 +207,20 @@ export const layer = (options: Options = {}): Layer.Layer<Upgrader | Fds.Fds, Ha
  * @since 0.1.0
  * @category combinators
  */
-export const launch = <ROut, E, RIn>(
-  self: Layer.Layer<ROut, E, RIn>
-): Effect.Effect<ExitReason, E | PidFileError, RIn | Upgrader> =>
+export const launch = <ROut, E, RIn, E2 = never, R2 = never>(
+  self: Layer.Layer<ROut, E, RIn>,
+  options: {
+    /** Gates `ready` on this check (see `readyWhen`), run once the layers are built. */
+    readonly readyWhen?: Effect.Effect<unknown, E2, R2> | undefined
+    readonly readyTimeout?: Duration.DurationInput | undefined
+  } = {}
+): Effect.Effect<ExitReason, E | PidFileError | HealthCheckFailed, RIn | R2 | Upgrader> =>
   Effect.scoped(Effect.gen(function*() {
     const upgrader = yield* Upgrader
     yield* Layer.build(self)
-    yield* upgrader.ready
+    yield* options.readyWhen === undefined
+      ? upgrader.ready
+      : readyWhen(options.readyWhen, { timeout: options.readyTimeout })
     const reason = yield* upgrader.exit
     yield* Effect.logInfo(`${reason}: draining`)
     return reason
