@@ -1,7 +1,8 @@
 /*
  * The few system calls Node has no API for: sending a datagram to a unix
- * socket (systemd's notify protocol) and reaping a process libuv does not know
- * (an orphan handed to a PID 1). Plain Node-API, so one build serves every
+ * socket (systemd's notify protocol), reaping a process libuv does not know
+ * (an orphan handed to a PID 1), passing fds between unrelated processes
+ * (SCM_RIGHTS), reading a peer's credentials (SO_PEERCRED) and flock. Plain Node-API, so one build serves every
  * Node version from 20 on.
  */
 #define _GNU_SOURCE
@@ -12,6 +13,10 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <sys/file.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -106,10 +111,224 @@ static napi_value reap(napi_env env, napi_callback_info info) {
   return result;
 }
 
+#define MAX_FDS 253
+
+static int get_int(napi_env env, napi_value value, int32_t *out) {
+  return napi_get_value_int32(env, value, out) == napi_ok;
+}
+
+/*
+ * sendFds(socket: number, fds: number[], data: string): void. One sendmsg with
+ * the fds as SCM_RIGHTS and `data` as its payload, on a connected unix stream
+ * socket. The socket is non-blocking (libuv's); the payload is small enough to
+ * go in one call or fail with EAGAIN, which is reported.
+ */
+static napi_value send_fds(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t sock = -1;
+  uint32_t count = 0;
+  if (argc < 3 || !get_int(env, argv[0], &sock) || napi_get_array_length(env, argv[1], &count) != napi_ok ||
+      count > MAX_FDS) {
+    napi_throw_type_error(env, NULL, "sendFds(socket, fds, data) with at most 253 fds");
+    return NULL;
+  }
+  int fds[MAX_FDS];
+  for (uint32_t i = 0; i < count; i++) {
+    napi_value item;
+    napi_get_element(env, argv[1], i, &item);
+    if (!get_int(env, item, &fds[i])) {
+      napi_throw_type_error(env, NULL, "fds must be integers");
+      return NULL;
+    }
+  }
+  size_t length = 0;
+  napi_get_value_string_utf8(env, argv[2], NULL, 0, &length);
+  char *data = malloc(length + 1);
+  if (data == NULL) return throw_errno(env, ENOMEM, "malloc");
+  napi_get_value_string_utf8(env, argv[2], data, length + 1, &length);
+
+  struct iovec iov = {.iov_base = data, .iov_len = length};
+  union {
+    char buffer[CMSG_SPACE(sizeof(int) * MAX_FDS)];
+    struct cmsghdr align;
+  } control;
+  memset(&control, 0, sizeof control);
+  struct msghdr message = {.msg_iov = &iov, .msg_iovlen = 1};
+  if (count > 0) {
+    message.msg_control = control.buffer;
+    message.msg_controllen = CMSG_SPACE(sizeof(int) * count);
+    struct cmsghdr *header = CMSG_FIRSTHDR(&message);
+    header->cmsg_level = SOL_SOCKET;
+    header->cmsg_type = SCM_RIGHTS;
+    header->cmsg_len = CMSG_LEN(sizeof(int) * count);
+    memcpy(CMSG_DATA(header), fds, sizeof(int) * count);
+  }
+  ssize_t sent = sendmsg(sock, &message, MSG_NOSIGNAL);
+  int error = errno;
+  free(data);
+  if (sent < 0) return throw_errno(env, error, "sendmsg");
+  if ((size_t)sent != length) return throw_errno(env, EMSGSIZE, "sendmsg (short write)");
+  return NULL;
+}
+
+/*
+ * recvFds(socket: number, timeoutMs: number): { fds: number[], data: string }.
+ * Waits (poll) up to timeoutMs for one message, then recvmsg with
+ * MSG_CMSG_CLOEXEC, so the fds never leak into processes spawned later.
+ * Blocks the calling thread: meant for a process that is still starting.
+ */
+static napi_value recv_fds(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t sock = -1, timeout = 0;
+  if (argc < 2 || !get_int(env, argv[0], &sock) || !get_int(env, argv[1], &timeout)) {
+    napi_throw_type_error(env, NULL, "recvFds(socket, timeoutMs)");
+    return NULL;
+  }
+  struct pollfd waiting = {.fd = sock, .events = POLLIN};
+  int ready = poll(&waiting, 1, timeout);
+  if (ready < 0) return throw_errno(env, errno, "poll");
+  if (ready == 0) return throw_errno(env, ETIMEDOUT, "poll");
+  size_t capacity = 1 << 20;
+  char *data = malloc(capacity);
+  if (data == NULL) return throw_errno(env, ENOMEM, "malloc");
+  struct iovec iov = {.iov_base = data, .iov_len = capacity};
+  union {
+    char buffer[CMSG_SPACE(sizeof(int) * MAX_FDS)];
+    struct cmsghdr align;
+  } control;
+  struct msghdr message = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buffer,
+                           .msg_controllen = sizeof control.buffer};
+  ssize_t got = recvmsg(sock, &message, MSG_CMSG_CLOEXEC);
+  if (got < 0) {
+    int error = errno;
+    free(data);
+    return throw_errno(env, error, "recvmsg");
+  }
+  napi_value result, fds, text;
+  napi_create_object(env, &result);
+  napi_create_array(env, &fds);
+  uint32_t index = 0;
+  for (struct cmsghdr *header = CMSG_FIRSTHDR(&message); header != NULL; header = CMSG_NXTHDR(&message, header)) {
+    if (header->cmsg_level != SOL_SOCKET || header->cmsg_type != SCM_RIGHTS) continue;
+    size_t n = (header->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    int *received = (int *)CMSG_DATA(header);
+    for (size_t i = 0; i < n; i++) {
+      napi_value fd;
+      napi_create_int32(env, received[i], &fd);
+      napi_set_element(env, fds, index++, fd);
+    }
+  }
+  napi_create_string_utf8(env, data, (size_t)got, &text);
+  free(data);
+  napi_set_named_property(env, result, "fds", fds);
+  napi_set_named_property(env, result, "data", text);
+  napi_value truncated;
+  napi_get_boolean(env, (message.msg_flags & (MSG_CTRUNC | MSG_TRUNC)) != 0, &truncated);
+  napi_set_named_property(env, result, "truncated", truncated);
+  return result;
+}
+
+/* peerCred(socket: number): { pid, uid, gid } of the process at the other end (SO_PEERCRED). */
+static napi_value peer_cred(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t sock = -1;
+  if (argc < 1 || !get_int(env, argv[0], &sock)) {
+    napi_throw_type_error(env, NULL, "peerCred(socket)");
+    return NULL;
+  }
+  struct ucred credentials;
+  socklen_t length = sizeof credentials;
+  if (getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &credentials, &length) < 0) {
+    return throw_errno(env, errno, "getsockopt(SO_PEERCRED)");
+  }
+  napi_value result, pid, uid, gid;
+  napi_create_object(env, &result);
+  napi_create_int32(env, credentials.pid, &pid);
+  napi_create_uint32(env, credentials.uid, &uid);
+  napi_create_uint32(env, credentials.gid, &gid);
+  napi_set_named_property(env, result, "pid", pid);
+  napi_set_named_property(env, result, "uid", uid);
+  napi_set_named_property(env, result, "gid", gid);
+  return result;
+}
+
+/*
+ * lock(path: string): number | null. Opens (creating, 0600) and flock()s the
+ * file exclusively without blocking; returns the fd holding the lock, or null
+ * if another process holds it. The kernel drops the lock when the holder dies.
+ */
+static napi_value lock_file(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  char path[4096];
+  size_t length = 0;
+  if (argc < 1 || napi_get_value_string_utf8(env, argv[0], path, sizeof path, &length) != napi_ok) {
+    napi_throw_type_error(env, NULL, "lock(path)");
+    return NULL;
+  }
+  int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) return throw_errno(env, errno, "open");
+  if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+    int error = errno;
+    close(fd);
+    if (error == EWOULDBLOCK) {
+      napi_value none;
+      napi_get_null(env, &none);
+      return none;
+    }
+    return throw_errno(env, error, "flock");
+  }
+  napi_value result;
+  napi_create_int32(env, fd, &result);
+  return result;
+}
+
+/*
+ * connect(path: string): number. A blocking, close-on-exec unix stream socket
+ * connected to path: the new process's end of the handover, read and written
+ * with plain system calls so that libuv never reads (and drops) the fds.
+ */
+static napi_value connect_unix(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  struct sockaddr_un address;
+  memset(&address, 0, sizeof address);
+  address.sun_family = AF_UNIX;
+  size_t length = 0;
+  if (argc < 1 || napi_get_value_string_utf8(env, argv[0], address.sun_path, sizeof address.sun_path, &length) != napi_ok ||
+      length == 0 || length >= sizeof address.sun_path - 1) {
+    napi_throw_type_error(env, NULL, "connect(path) with a path shorter than 107 bytes");
+    return NULL;
+  }
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return throw_errno(env, errno, "socket");
+  if (connect(fd, (struct sockaddr *)&address, sizeof address) < 0) {
+    int error = errno;
+    close(fd);
+    return throw_errno(env, error, "connect");
+  }
+  napi_value result;
+  napi_create_int32(env, fd, &result);
+  return result;
+}
+
 NAPI_MODULE_INIT() {
   napi_property_descriptor properties[] = {
     {"notify", NULL, notify, NULL, NULL, NULL, napi_default, NULL},
     {"reap", NULL, reap, NULL, NULL, NULL, napi_default, NULL},
+    {"sendFds", NULL, send_fds, NULL, NULL, NULL, napi_default, NULL},
+    {"recvFds", NULL, recv_fds, NULL, NULL, NULL, napi_default, NULL},
+    {"peerCred", NULL, peer_cred, NULL, NULL, NULL, napi_default, NULL},
+    {"lock", NULL, lock_file, NULL, NULL, NULL, napi_default, NULL},
+    {"connect", NULL, connect_unix, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof properties / sizeof properties[0], properties);
   return exports;

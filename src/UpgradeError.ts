@@ -210,6 +210,26 @@ export class StateError extends Data.TaggedError("StateError")<{
 }
 
 /**
+ * The coordination directory of `DirectoryUpgrader` cannot be trusted or
+ * used: it is not this user's or others may write to it (`Permissions`),
+ * another process is taking over and did not finish in time (`Locked`), the
+ * process at the other end of the socket runs as another user (`Peer`), or the
+ * owner's answer was broken (`Handover`).
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export class DirectoryError extends Data.TaggedError("DirectoryError")<{
+  readonly path: string
+  readonly reason: "Permissions" | "Locked" | "Peer" | "Handover"
+  readonly detail: string
+}> {
+  override get message(): string {
+    return `${this.path}: ${this.detail}`
+  }
+}
+
+/**
  * The next generation did not signal readiness in time. It was killed
  * (SIGKILL) and reaped; the running generation keeps serving.
  *

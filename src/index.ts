@@ -59,3 +59,10 @@ export * as UpgraderTest from "./UpgraderTest.js"
  * @since 0.2.0
  */
 export * as State from "./State.js"
+
+/**
+ * Handover between processes that did not start each other, through a directory.
+ *
+ * @since 0.2.0
+ */
+export * as DirectoryUpgrader from "./DirectoryUpgrader.js"

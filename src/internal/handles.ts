@@ -42,6 +42,13 @@ export const serverHandle = (server: Net.Server): object | undefined => handleOf
 export const serverFd = (server: Net.Server): number | undefined => fdOf(handleOf(server))
 
 /**
+ * The fd of a raw handle (what `Registry.listeners` returns).
+ *
+ * @internal
+ */
+export const handleFd = (handle: object): number | undefined => fdOf(handle as Handle)
+
+/**
  * The fd of a connected socket.
  *
  * @internal

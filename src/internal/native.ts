@@ -15,6 +15,19 @@ export interface Addon {
   readonly notify: (path: string, message: string) => void
   /** waitpid(pid, WNOHANG) for a process libuv did not spawn; `null` while it runs. */
   readonly reap: (pid: number) => { readonly code: number | null; readonly signal: number | null } | null
+  /** One sendmsg of `data` with `fds` as SCM_RIGHTS on a connected unix stream socket. */
+  readonly sendFds: (socket: number, fds: ReadonlyArray<number>, data: string) => void
+  /** Waits up to `timeoutMs` for one message; the fds arrive close-on-exec. Blocks the thread. */
+  readonly recvFds: (
+    socket: number,
+    timeoutMs: number
+  ) => { readonly fds: ReadonlyArray<number>; readonly data: string; readonly truncated: boolean }
+  /** SO_PEERCRED: who is at the other end of a unix socket. */
+  readonly peerCred: (socket: number) => { readonly pid: number; readonly uid: number; readonly gid: number }
+  /** flock(LOCK_EX | LOCK_NB) on a file it creates (0600): the fd holding the lock, or null if taken. */
+  readonly lock: (path: string) => number | null
+  /** A blocking, close-on-exec unix stream socket connected to `path`. */
+  readonly connect: (path: string) => number
 }
 
 let loaded: { readonly addon: Addon | undefined; readonly reason: string } | undefined
@@ -22,6 +35,10 @@ let loaded: { readonly addon: Addon | undefined; readonly reason: string } | und
 /** The addon, or why it is not there. */
 export const load = (): { readonly addon: Addon | undefined; readonly reason: string } => {
   if (loaded !== undefined) return loaded
+  if (process.env.EFFECT_TABLEFLIP_NATIVE === "0") {
+    loaded = { addon: undefined, reason: "the native addon is disabled (EFFECT_TABLEFLIP_NATIVE=0)" }
+    return loaded
+  }
   // The package root is the nearest directory up from here with binding.gyp (src/ or dist/src/ below it).
   let dir = Path.dirname(fileURLToPath(import.meta.url))
   while (!Fs.existsSync(Path.join(dir, "binding.gyp")) && Path.dirname(dir) !== dir) dir = Path.dirname(dir)

@@ -1,0 +1,63 @@
+/**
+ * Handover between processes that did not start each other (the tableroll
+ * model): two instances of a systemd template unit, a new release directory,
+ * containers sharing a volume. Each process starts on its own and provides
+ * the same `Upgrader` and `Fds` services as `Upgrader.layer`; a process that
+ * starts while another owns the directory receives that owner's listening
+ * sockets, and when it calls `ready` the owner's `exit` completes and it
+ * drains.
+ *
+ * ```ts
+ * const UpgraderLive = DirectoryUpgrader.layer({ dir: "/run/app" })
+ * ```
+ *
+ * Sockets travel over a unix socket in the directory with SCM_RIGHTS, which
+ * Node cannot do by itself: this needs the package's native addon (built by
+ * `npm install` where a C compiler is installed) and Linux; without them the
+ * layer fails with `NotSupported` and the rest of the library works as
+ * before. TCP and unix listeners carry over; UDP sockets, connections, files
+ * and state do not. `upgrade` fails with `NotSupported`: the next process is
+ * started by whoever deploys, not by this one.
+ *
+ * Security: the directory must belong to this process's user and be writable
+ * by nobody else (`DirectoryError` "Permissions" otherwise; it is created 0700
+ * when missing), and both ends check the other's uid (SO_PEERCRED), so a
+ * process of another user can neither take the sockets nor hand over fakes.
+ *
+ * @since 0.2.0
+ */
+import * as Context from "effect/Context"
+import type * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Fds from "./Fds.js"
+import * as Directory from "./internal/directory.js"
+import type { DirectoryError, NotSupported } from "./UpgradeError.js"
+import { Upgrader } from "./Upgrader.js"
+
+/**
+ * @since 0.2.0
+ * @category models
+ */
+export interface Options {
+  /** The coordination directory, e.g. `/run/app` (systemd's `RuntimeDirectory=`). */
+  readonly dir: string
+  /** How long to wait for the takeover lock and for the owner's answer. Default: 1 minute. */
+  readonly timeout?: Duration.DurationInput | undefined
+  /** Also write this process's pid here at `ready`. */
+  readonly pidFile?: string | undefined
+}
+
+/**
+ * The directory handover as `Upgrader` and `Fds`.
+ *
+ * @since 0.2.0
+ * @category layers
+ */
+export const layer = (options: Options): Layer.Layer<Upgrader | Fds.Fds, DirectoryError | NotSupported> =>
+  Layer.scopedContext(
+    Effect.map(Directory.make(options), ({ registry, upgrader }) =>
+      Context.make(Upgrader, upgrader).pipe(
+        Context.add(Fds.Fds, Fds.fromRegistry(registry))
+      ))
+  )

@@ -1,0 +1,348 @@
+/**
+ * Handover between unrelated processes through a directory (the tableroll
+ * model), for `DirectoryUpgrader`.
+ *
+ *   <dir>/upgrade.lock  flock'd by the process taking over, until it is ready
+ *   <dir>/owner.sock    served by the owner: the process that serves now
+ *   <dir>/owner.pid     the owner's pid
+ *
+ * A starting process takes the lock, connects to owner.sock and checks that
+ * the owner runs as its own user (SO_PEERCRED); the owner checks the same of
+ * it and sends its listeners in one message (SCM_RIGHTS, with a JSON manifest).
+ * The newcomer builds its servers on them, and at `ready` renames its own
+ * owner.sock over the old one, writes owner.pid, says `ready` on the
+ * connection and lets the lock go. The old owner's `exit` then completes.
+ * Nobody at owner.sock (no file, or a refused connection: a dead owner) means
+ * this process is the first owner.
+ *
+ * If the newcomer dies before `ready`, the old owner sees the connection close
+ * and serves on (taking owner.sock back in case the newcomer had renamed its
+ * own over it); the kernel drops the newcomer's lock. If the old owner dies
+ * after sending, the newcomer has the sockets and carries on alone.
+ *
+ * @internal
+ */
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Ref from "effect/Ref"
+import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
+import * as Fs from "node:fs"
+import * as Net from "node:net"
+import * as Path from "node:path"
+import * as PidFile from "../PidFile.js"
+import { DirectoryError, NotSupported, PidFileError } from "../UpgradeError.js"
+import type { ExitReason, Upgrader } from "../Upgrader.js"
+import * as Handles from "./handles.js"
+import * as Native from "./native.js"
+import * as Protocol from "./protocol.js"
+import type { Inherited } from "./registry.js"
+import { Registry } from "./registry.js"
+
+/** @internal */
+export interface Options {
+  readonly dir: string
+  readonly timeout?: Duration.DurationInput | undefined
+  readonly pidFile?: string | undefined
+}
+
+const Offer = Schema.Struct({
+  ownerPid: Schema.Int,
+  generation: Schema.Int,
+  descriptors: Schema.Array(Schema.Union(Protocol.TcpListener, Protocol.UnixListener))
+})
+
+type State = "Starting" | "Ready" | "HandingOver" | "Upgraded" | "Stopped"
+
+const code = (error: unknown) => (error as NodeJS.ErrnoException).code
+
+/** The directory must be ours and writable by nobody else: whoever can write there can take the sockets. */
+const checkDirectory = (dir: string) =>
+  Effect.suspend(() => {
+    const fail = (detail: string) => Effect.fail(new DirectoryError({ path: dir, reason: "Permissions", detail }))
+    let stat: Fs.Stats
+    try {
+      Fs.mkdirSync(dir, { recursive: true, mode: 0o700 })
+      stat = Fs.lstatSync(dir)
+    } catch (error) {
+      return fail(`cannot use the directory: ${(error as Error).message}`)
+    }
+    if (!stat.isDirectory()) return fail("is not a directory (a symlink is refused too)")
+    const uid = process.geteuid?.() ?? stat.uid
+    if (stat.uid !== uid) return fail(`is owned by uid ${stat.uid}, not by this process's uid ${uid}; chown it`)
+    if ((stat.mode & 0o022) !== 0) {
+      return fail(
+        `is writable by its group or by everyone (mode ${(stat.mode & 0o777).toString(8)}); chmod go-w it`
+      )
+    }
+    return Effect.void
+  })
+
+/** @internal */
+export const make = Effect.fnUntraced(function*(options: Options) {
+  const { addon, reason } = Native.load()
+  if (addon === undefined) return yield* new NotSupported({ platform: process.platform, reason })
+  const dir = Path.resolve(options.dir)
+  yield* checkDirectory(dir)
+  const timeout = Duration.decode(options.timeout ?? Duration.minutes(1))
+  const lockPath = Path.join(dir, "upgrade.lock")
+  const ownerPath = Path.join(dir, "owner.sock")
+  const ownerPidPath = Path.join(dir, "owner.pid")
+  const uid = process.geteuid?.() ?? 0
+  const annotate = <A, E, R>(self: Effect.Effect<A, E, R>) =>
+    Effect.annotateLogs(self, { package: "effect-tableflip", pid: process.pid, dir })
+
+  // 1. The lock: one process takes over at a time. Polled: flock would block the event loop.
+  const tryLock = Effect.try({
+    try: () => addon.lock(lockPath),
+    catch: (error) => new DirectoryError({ path: lockPath, reason: "Locked", detail: (error as Error).message })
+  })
+  const acquire: Effect.Effect<number, DirectoryError> = Effect.flatMap(
+    tryLock,
+    (fd) => fd !== null ? Effect.succeed(fd) : Effect.zipRight(Effect.sleep(Duration.millis(50)), acquire)
+  )
+  const lockFd = yield* acquire.pipe(
+    Effect.timeoutFail({
+      duration: timeout,
+      onTimeout: () =>
+        new DirectoryError({
+          path: lockPath,
+          reason: "Locked",
+          detail: `another process has been taking over for ${Duration.format(timeout)}`
+        })
+    })
+  )
+  let lockHeld = true
+  const releaseLock = () => {
+    if (!lockHeld) return
+    lockHeld = false
+    Fs.closeSync(lockFd)
+  }
+  yield* Effect.addFinalizer(() => Effect.sync(releaseLock))
+
+  // 2. The owner, if any, and what it hands over.
+  let connection: number | undefined
+  try {
+    connection = addon.connect(ownerPath)
+  } catch (error) {
+    // No file, or a file nobody serves (its owner died): this process is the first owner.
+    if (code(error) !== "ENOENT" && code(error) !== "ECONNREFUSED") {
+      return yield* new DirectoryError({ path: ownerPath, reason: "Handover", detail: (error as Error).message })
+    }
+  }
+  let inherited: ReadonlyArray<Inherited> = []
+  let ownerPid: number | undefined
+  let generation = 1
+  if (connection !== undefined) {
+    const fd = connection
+    const offer = yield* Effect.try({
+      try: () => {
+        const peer = addon.peerCred(fd)
+        if (peer.uid !== uid) throw new Error(`the owner (pid ${peer.pid}) runs as uid ${peer.uid}, not ${uid}`)
+        const message = addon.recvFds(fd, Duration.toMillis(timeout))
+        if (message.truncated) throw new Error("the owner's message was truncated")
+        const decoded = Schema.decodeUnknownEither(Offer)(JSON.parse(message.data))
+        if (Either.isLeft(decoded)) throw new Error(`the owner's manifest is malformed: ${decoded.left.message}`)
+        if (decoded.right.descriptors.length !== message.fds.length) {
+          throw new Error(`the owner named ${decoded.right.descriptors.length} sockets and sent ${message.fds.length}`)
+        }
+        return { peer, offer: decoded.right, fds: message.fds }
+      },
+      catch: (error) => {
+        Fs.closeSync(fd)
+        const peer = /runs as uid/.test(String(error))
+        return new DirectoryError({
+          path: ownerPath,
+          reason: peer ? "Peer" : "Handover",
+          detail: error instanceof Error ? error.message : String(error)
+        })
+      }
+    })
+    ownerPid = offer.peer.pid
+    generation = offer.offer.generation + 1
+    inherited = offer.offer.descriptors.map((descriptor, i) => ({ descriptor, fd: offer.fds[i]! }))
+  }
+
+  const state = yield* Ref.make<State>("Starting")
+  const exitReason = yield* Deferred.make<ExitReason>()
+  const predecessorGone = yield* Deferred.make<void>()
+  if (connection === undefined) Deferred.unsafeDone(predecessorGone, Effect.void)
+  let upgraded = false
+  let readied = false
+  const registry = new Registry(inherited, {
+    mayUnlink: (boundHere) => !upgraded && (boundHere || readied || connection === undefined)
+  })
+
+  // 3. Serving owner.sock once ready: a temporary name renamed over the old one, so the path
+  // always leads to a live owner.
+  let ownerInode: number | undefined
+  let server: Net.Server | undefined
+  const claimOwnerSocket = Effect.async<void, DirectoryError>((resume) => {
+    const temp = `${ownerPath}.${process.pid}`
+    Fs.rmSync(temp, { force: true })
+    const next = Net.createServer({ pauseOnConnect: true }, onConnection)
+    next.once(
+      "error",
+      (error) => resume(Effect.fail(new DirectoryError({ path: ownerPath, reason: "Handover", detail: error.message })))
+    )
+    next.listen(temp, () => {
+      try {
+        Fs.chmodSync(temp, 0o600)
+        Fs.renameSync(temp, ownerPath)
+        ownerInode = Fs.statSync(ownerPath).ino
+      } catch (error) {
+        next.close()
+        return resume(
+          Effect.fail(new DirectoryError({ path: ownerPath, reason: "Handover", detail: (error as Error).message }))
+        )
+      }
+      server?.close()
+      server = next
+      resume(Effect.void)
+    })
+  })
+
+  const stillOurs = () => {
+    try {
+      return ownerInode !== undefined && Fs.statSync(ownerPath).ino === ownerInode
+    } catch {
+      return false
+    }
+  }
+
+  function onConnection(socket: Net.Socket) {
+    socket.on("error", () => {})
+    const fd = Handles.socketFd(socket)
+    const peer = fd === undefined ? undefined : addon!.peerCred(fd)
+    if (peer === undefined || peer.uid !== uid) {
+      Effect.runFork(
+        Effect.logWarning(`refused a takeover by pid ${peer?.pid} (uid ${peer?.uid}): not uid ${uid}`).pipe(annotate)
+      )
+      return socket.destroy()
+    }
+    Effect.runFork(
+      Effect.gen(function*() {
+        const current = yield* Ref.modify(state, (s): [State, State] => [s, s === "Ready" ? "HandingOver" : s])
+        if (current !== "Ready") return socket.destroy()
+        const listeners = registry.listeners().filter((l) =>
+          l.descriptor.kind === "tcp" || l.descriptor.kind === "unix"
+        )
+        if (listeners.length < registry.listeners().length) {
+          yield* Effect.logWarning("UDP sockets do not go through a directory handover; the next process binds its own")
+        }
+        const sent = Either.try(() =>
+          addon!.sendFds(
+            fd!,
+            listeners.map((l) => Handles.handleFd(l.handle)!),
+            JSON.stringify({ ownerPid: process.pid, generation, descriptors: listeners.map((l) => l.descriptor) })
+          )
+        )
+        if (Either.isLeft(sent)) {
+          yield* Ref.set(state, "Ready")
+          socket.destroy()
+          return yield* Effect.logWarning(`the handover to pid ${peer.pid} failed: ${String(sent.left)}`)
+        }
+        yield* Effect.logInfo(`handed the listeners to pid ${peer.pid}; waiting for it to be ready`)
+        let answer = ""
+        socket.setEncoding("utf8")
+        socket.on("data", (chunk: string) => {
+          answer += chunk
+          if (!answer.includes("ready\n") || upgraded) return
+          upgraded = true
+          // Held open, but not keeping this process alive: its close at exit is how the new
+          // owner learns this one is gone.
+          socket.unref()
+          Effect.runFork(
+            Ref.set(state, "Upgraded").pipe(
+              Effect.zipRight(Deferred.succeed(exitReason, "upgraded")),
+              Effect.zipRight(Effect.logInfo(`pid ${peer.pid} is ready and owns ${dir}; stepping down`)),
+              annotate
+            )
+          )
+        })
+        socket.once("close", () => {
+          if (upgraded) return
+          // It died before `ready`: serve on, and take owner.sock back if it had taken it.
+          Effect.runFork(
+            Effect.logWarning(`pid ${peer.pid} went away before it was ready; serving on`).pipe(
+              Effect.zipRight(stillOurs() ? Effect.void : claimOwnerSocket),
+              Effect.zipRight(Ref.update(state, (s): State => s === "HandingOver" ? "Ready" : s)),
+              Effect.catchAll((error) => Effect.logError(error.message)),
+              annotate
+            )
+          )
+        })
+        socket.resume()
+      }).pipe(annotate)
+    )
+  }
+
+  const ready = Effect.gen(function*() {
+    if (options.pidFile !== undefined) yield* PidFile.write(options.pidFile)
+    registry.closeUnclaimed()
+    readied = true
+    yield* claimOwnerSocket.pipe(
+      Effect.mapError((error) => new PidFileError({ path: error.path, cause: error.message }))
+    )
+    yield* PidFile.write(ownerPidPath)
+    yield* Ref.update(state, (s): State => s === "Starting" ? "Ready" : s)
+    if (connection !== undefined) {
+      const fd = connection
+      try {
+        Fs.writeSync(fd, "ready\n")
+      } catch {
+        // The old owner is gone already.
+      }
+      // From here on the connection only tells when the old owner has exited.
+      const watch = new Net.Socket({ fd, readable: true, writable: false })
+      watch.on("error", () => {})
+      const gone = () => Deferred.unsafeDone(predecessorGone, Effect.void)
+      watch.on("end", gone)
+      watch.on("close", gone)
+      watch.resume()
+      watch.unref()
+    }
+    releaseLock()
+    yield* Effect.logInfo(ownerPid === undefined ? "ready: first owner" : `ready: took over from pid ${ownerPid}`)
+  }).pipe(annotate)
+
+  const stop = Effect.gen(function*() {
+    const previous = yield* Ref.getAndUpdate(state, (s): State => s === "Upgraded" ? s : "Stopped")
+    if (previous === "Upgraded" || previous === "Stopped") return
+    yield* Deferred.succeed(exitReason, "stopped")
+  })
+
+  yield* Effect.addFinalizer(() =>
+    Effect.zipRight(
+      stop,
+      Effect.sync(() => {
+        server?.close()
+        // Unlink only what is still ours: a successor may have renamed its own socket there.
+        if (stillOurs()) Fs.rmSync(ownerPath, { force: true })
+      })
+    )
+  )
+
+  const upgrader: Upgrader["Type"] = {
+    pid: process.pid,
+    generation,
+    hasParent: connection !== undefined,
+    ready,
+    upgrade: Effect.fail(
+      new NotSupported({
+        platform: process.platform,
+        reason: "a DirectoryUpgrader process does not start its successor: start the next one " +
+          "(another unit instance, a new release) and it takes over through the directory"
+      })
+    ),
+    exit: Deferred.await(exitReason),
+    stop,
+    waitForParent: Deferred.await(predecessorGone),
+    offerState: () => Effect.void as Effect.Effect<void, never, Scope.Scope>,
+    inheritedState: undefined,
+    unready: () => Effect.void
+  }
+  return { upgrader, registry }
+})
