@@ -4,6 +4,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as Fs from "node:fs"
+import * as Net from "node:net"
 import * as Path from "node:path"
 import type { Plan } from "./fixtures/generation.js"
 import { askPid, generations, hammer, holdsSocket, isAlive, listeningInode, tempDir } from "./helpers/fixture.js"
@@ -129,6 +130,22 @@ describe("DirectoryUpgrader", () => {
     const c = await instance({ listen: [target], directory: dir })
     await a.run.ended()
     assert.strictEqual(await askPid(target), c.pid, "the lock and the owner socket were free again")
+  })
+
+  it("an owner that goes away before it answers leaves the newcomer as the first owner", async () => {
+    const dir = coordination()
+    // An owner that accepts and closes without a word, as one dying at that moment would.
+    const mute = Net.createServer((socket) => socket.destroy()).listen(Path.join(dir, "owner.sock"))
+    await new Promise((resolve) => mute.once("listening", resolve))
+    try {
+      const b = await instance({ listen: [{ host: "127.0.0.1", port: 0 }], directory: dir })
+      assert.strictEqual(b.reached.event, "ready")
+      assert.isFalse(b.hasParent)
+      assert.strictEqual(ownerPid(dir), b.pid)
+      assert.strictEqual(await askPid({ host: "127.0.0.1", port: b.reached.listeners[0].port }), b.pid)
+    } finally {
+      mute.close()
+    }
   })
 
   it("an old owner killed after it handed over leaves the newcomer as the one owner", async () => {

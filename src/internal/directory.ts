@@ -142,6 +142,8 @@ export const make = Effect.fnUntraced(function*(options: Options) {
         const peer = addon.peerCred(fd)
         if (peer.uid !== uid) throw new Error(`the owner (pid ${peer.pid}) runs as uid ${peer.uid}, not ${uid}`)
         const message = addon.recvFds(fd, Duration.toMillis(timeout))
+        // End of stream, nothing sent: the owner died (or stopped) before it answered.
+        if (message.data === "" && message.fds.length === 0) return undefined
         if (message.truncated) throw new Error("the owner's message was truncated")
         const decoded = Schema.decodeUnknownEither(Offer)(JSON.parse(message.data))
         if (Either.isLeft(decoded)) throw new Error(`the owner's manifest is malformed: ${decoded.left.message}`)
@@ -160,9 +162,17 @@ export const make = Effect.fnUntraced(function*(options: Options) {
         })
       }
     })
-    ownerPid = offer.peer.pid
-    generation = offer.offer.generation + 1
-    inherited = offer.offer.descriptors.map((descriptor, i) => ({ descriptor, fd: offer.fds[i]! }))
+    if (offer === undefined) {
+      Fs.closeSync(fd)
+      connection = undefined
+      yield* Effect.logWarning("the owner went away before it answered; this process is the first owner").pipe(
+        annotate
+      )
+    } else {
+      ownerPid = offer.peer.pid
+      generation = offer.offer.generation + 1
+      inherited = offer.offer.descriptors.map((descriptor, i) => ({ descriptor, fd: offer.fds[i]! }))
+    }
   }
 
   const state = yield* Ref.make<State>("Starting")
