@@ -20,9 +20,38 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+/* The errno's symbolic name, as Node's errors carry it in `code`. strerrorname_np is glibc 2.32+ only. */
+static const char *errno_name(int error) {
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 32))
+  return strerrorname_np(error);
+#else
+  switch (error) {
+    case ENOENT: return "ENOENT";
+    case ECONNREFUSED: return "ECONNREFUSED";
+    case EACCES: return "EACCES";
+    case EPERM: return "EPERM";
+    case EAGAIN: return "EAGAIN";
+    case EINTR: return "EINTR";
+    case EMFILE: return "EMFILE";
+    case ENFILE: return "ENFILE";
+    case EPIPE: return "EPIPE";
+    case ECONNRESET: return "ECONNRESET";
+    case ETIMEDOUT: return "ETIMEDOUT";
+    case ECHILD: return "ECHILD";
+    case EBADF: return "EBADF";
+    case EINVAL: return "EINVAL";
+    case ENOTSOCK: return "ENOTSOCK";
+    case EMSGSIZE: return "EMSGSIZE";
+    case ENOMEM: return "ENOMEM";
+    case ELOOP: return "ELOOP";
+    default: return NULL;
+  }
+#endif
+}
+
 static napi_value throw_errno(napi_env env, int error, const char *syscall) {
   char code[32];
-  const char *name = strerrorname_np(error);
+  const char *name = errno_name(error);
   snprintf(code, sizeof code, "%s", name != NULL ? name : "EUNKNOWN");
   char message[256];
   snprintf(message, sizeof message, "%s: %s, %s", code, strerror(error), syscall);
@@ -165,7 +194,9 @@ static napi_value send_fds(napi_env env, napi_callback_info info) {
     header->cmsg_len = CMSG_LEN(sizeof(int) * count);
     memcpy(CMSG_DATA(header), fds, sizeof(int) * count);
   }
-  ssize_t sent = sendmsg(sock, &message, MSG_NOSIGNAL);
+  ssize_t sent;
+  do sent = sendmsg(sock, &message, MSG_NOSIGNAL);
+  while (sent < 0 && errno == EINTR);
   int error = errno;
   free(data);
   if (sent < 0) return throw_errno(env, error, "sendmsg");
@@ -189,7 +220,9 @@ static napi_value recv_fds(napi_env env, napi_callback_info info) {
     return NULL;
   }
   struct pollfd waiting = {.fd = sock, .events = POLLIN};
-  int ready = poll(&waiting, 1, timeout);
+  int ready;
+  do ready = poll(&waiting, 1, timeout); /* a signal restarts the whole wait: bounded by the caller's timeout */
+  while (ready < 0 && errno == EINTR);
   if (ready < 0) return throw_errno(env, errno, "poll");
   if (ready == 0) return throw_errno(env, ETIMEDOUT, "poll");
   size_t capacity = 1 << 20;
@@ -202,7 +235,9 @@ static napi_value recv_fds(napi_env env, napi_callback_info info) {
   } control;
   struct msghdr message = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buffer,
                            .msg_controllen = sizeof control.buffer};
-  ssize_t got = recvmsg(sock, &message, MSG_CMSG_CLOEXEC);
+  ssize_t got;
+  do got = recvmsg(sock, &message, MSG_CMSG_CLOEXEC);
+  while (got < 0 && errno == EINTR);
   if (got < 0) {
     int error = errno;
     free(data);
@@ -310,7 +345,10 @@ static napi_value connect_unix(napi_env env, napi_callback_info info) {
   }
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return throw_errno(env, errno, "socket");
-  if (connect(fd, (struct sockaddr *)&address, sizeof address) < 0) {
+  int connected;
+  do connected = connect(fd, (struct sockaddr *)&address, sizeof address);
+  while (connected < 0 && errno == EINTR);
+  if (connected < 0) {
     int error = errno;
     close(fd);
     return throw_errno(env, error, "connect");

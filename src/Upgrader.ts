@@ -329,8 +329,9 @@ export const layerSignal = (signal: NodeJS.Signals = "SIGHUP"): Layer.Layer<neve
     yield* Queue.take(requests).pipe(
       Effect.zipRight(
         upgrader.upgrade.pipe(
-          Effect.matchEffect({
-            onFailure: () => Effect.void, // upgrade logs its own failure
+          Effect.matchCauseEffect({
+            // upgrade logs its own failures; a defect must not end the loop, or later signals do nothing.
+            onFailure: (cause) => Cause.isFailType(cause) ? Effect.void : Effect.logError("upgrade died", cause),
             onSuccess: ({ pid }) => Effect.logInfo(`${signal}: upgraded to pid ${pid}`)
           })
         )

@@ -8,7 +8,7 @@ import * as Fs from "node:fs"
 import * as Http from "node:http"
 import * as Path from "node:path"
 import type { Plan } from "./fixtures/generation.js"
-import { freePort, generations, isAlive, root, Run, tempDir, writePlan } from "./helpers/fixture.js"
+import { askPid, freePort, generations, isAlive, root, Run, tempDir, writePlan } from "./helpers/fixture.js"
 import { get, load } from "./helpers/http.js"
 
 const { start, track } = generations()
@@ -54,7 +54,8 @@ const runFixture = (plan: Plan, launcher?: ReadonlyArray<string>) => {
   const planFile = Path.join(tempDir(), "plan.json")
   writePlan(planFile, plan)
   const args = ["run", "--", process.execPath, "--import", "tsx", "test/fixtures/generation.ts", "--plan", planFile]
-  return track(new Run("src/bin.ts", args, launcher === undefined ? {} : { launcher }))
+  const run = track(new Run("src/bin.ts", args, launcher === undefined ? {} : { launcher }))
+  return Object.assign(run, { planFile })
 }
 
 describe("effect-tableflip run", () => {
@@ -106,6 +107,20 @@ describe("effect-tableflip run", () => {
     const ready = await run.waitFor((e) => e.event === "ready")
     assert.strictEqual(ready.generation, 1)
     assert.strictEqual(await run.exited(), 7)
+  })
+})
+
+describe("effect-tableflip run, failures", () => {
+  it("ends an upgrade whose new generation fails its readiness check with HealthCheckFailed, and serves on", async () => {
+    const listen = [{ host: "127.0.0.1", port: 0 }]
+    const run = runFixture({ listen })
+    const first = await run.waitFor((e) => e.event === "ready")
+    writePlan(run.planFile, { listen: [{ host: "127.0.0.1", port: first.listeners[0].port }], healthCheck: "fail" })
+    const from = run.output.length
+    process.kill(run.process.pid!, "SIGHUP")
+    const line = await run.waitForLine(/upgrade failed/, from)
+    assert.include(line, "failed its readiness check: the database is unreachable")
+    assert.strictEqual(await askPid({ host: "127.0.0.1", port: first.listeners[0].port }), first.pid)
   })
 })
 

@@ -58,6 +58,31 @@ type State = "Starting" | "Ready" | "HandingOver" | "Upgraded" | "Stopped"
 
 const code = (error: unknown) => (error as NodeJS.ErrnoException).code
 
+class PeerError extends Error {}
+
+/** Whether the pid in `path` is a live process other than this one. */
+const ownerAlive = (path: string): boolean => {
+  let pid: number
+  try {
+    pid = Number(Fs.readFileSync(path, "utf8").trim())
+  } catch {
+    return false
+  }
+  if (!Number.isSafeInteger(pid) || pid <= 0 || pid === process.pid) return false
+  try {
+    process.kill(pid, 0)
+  } catch (error) {
+    return code(error) === "EPERM"
+  }
+  // A zombie answers signal 0 but serves nothing.
+  try {
+    const stat = Fs.readFileSync(`/proc/${pid}/stat`, "utf8")
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z"
+  } catch {
+    return true
+  }
+}
+
 /** The directory must be ours and writable by nobody else: whoever can write there can take the sockets. */
 const checkDirectory = (dir: string) =>
   Effect.suspend(() => {
@@ -123,57 +148,88 @@ export const make = Effect.fnUntraced(function*(options: Options) {
   yield* Effect.addFinalizer(() => Effect.sync(releaseLock))
 
   // 2. The owner, if any, and what it hands over.
-  let connection: number | undefined
-  try {
-    connection = addon.connect(ownerPath)
-  } catch (error) {
-    // No file, or a file nobody serves (its owner died): this process is the first owner.
-    if (code(error) !== "ENOENT" && code(error) !== "ECONNREFUSED") {
-      return yield* new DirectoryError({ path: ownerPath, reason: "Handover", detail: (error as Error).message })
-    }
-  }
-  let inherited: ReadonlyArray<Inherited> = []
-  let ownerPid: number | undefined
-  let generation = 1
-  if (connection !== undefined) {
-    const fd = connection
-    const offer = yield* Effect.try({
-      try: () => {
+  type Asked =
+    | { readonly _tag: "Offer"; readonly fd: number; readonly peer: { readonly pid: number }; readonly offer: typeof Offer.Type; readonly fds: ReadonlyArray<number> }
+    | { readonly _tag: "Busy" }
+    | { readonly _tag: "Nobody" }
+  const ask = Effect.try({
+    try: (): Asked => {
+      let fd: number
+      try {
+        fd = addon.connect(ownerPath)
+      } catch (error) {
+        // No file, or a file nobody serves.
+        if (code(error) === "ENOENT" || code(error) === "ECONNREFUSED") return { _tag: "Nobody" }
+        throw error
+      }
+      let received: ReadonlyArray<number> = []
+      try {
         const peer = addon.peerCred(fd)
-        if (peer.uid !== uid) throw new Error(`the owner (pid ${peer.pid}) runs as uid ${peer.uid}, not ${uid}`)
+        if (peer.uid !== uid) throw new PeerError(`the owner (pid ${peer.pid}) runs as uid ${peer.uid}, not ${uid}`)
         const message = addon.recvFds(fd, Duration.toMillis(timeout))
-        // End of stream, nothing sent: the owner died (or stopped) before it answered.
-        if (message.data === "" && message.fds.length === 0) return undefined
-        if (message.truncated) throw new Error("the owner's message was truncated")
+        received = message.fds
+        // End of stream, nothing sent: the owner went away before it answered.
+        if (message.data === "" && message.fds.length === 0) {
+          Fs.closeSync(fd)
+          return { _tag: "Nobody" }
+        }
+        if (message.data === "busy\n") {
+          Fs.closeSync(fd)
+          return { _tag: "Busy" }
+        }
         const decoded = Schema.decodeUnknownEither(Offer)(JSON.parse(message.data))
         if (Either.isLeft(decoded)) throw new Error(`the owner's manifest is malformed: ${decoded.left.message}`)
         if (decoded.right.descriptors.length !== message.fds.length) {
           throw new Error(`the owner named ${decoded.right.descriptors.length} sockets and sent ${message.fds.length}`)
         }
-        return { peer, offer: decoded.right, fds: message.fds }
-      },
-      catch: (error) => {
-        Fs.closeSync(fd)
-        const peer = /runs as uid/.test(String(error))
-        return new DirectoryError({
-          path: ownerPath,
-          reason: peer ? "Peer" : "Handover",
-          detail: error instanceof Error ? error.message : String(error)
-        })
+        return { _tag: "Offer", fd, peer, offer: decoded.right, fds: message.fds }
+      } catch (error) {
+        for (const received_ of [fd, ...received]) Fs.closeSync(received_)
+        throw error
       }
+    },
+    catch: (error) =>
+      new DirectoryError({
+        path: ownerPath,
+        reason: error instanceof PeerError ? "Peer" : "Handover",
+        detail: error instanceof Error ? error.message : String(error)
+      })
+  })
+  // A live owner that is busy (handing over to another, draining) or whose socket is
+  // momentarily gone is waited for; only a dead one makes this process the first owner.
+  const find: Effect.Effect<Asked, DirectoryError> = Effect.flatMap(ask, (asked) => {
+    if (asked._tag === "Offer") return Effect.succeed(asked)
+    if (asked._tag === "Nobody" && !ownerAlive(ownerPidPath)) return Effect.succeed(asked)
+    return Effect.zipRight(Effect.sleep(Duration.millis(100)), find)
+  })
+  const found = yield* find.pipe(
+    Effect.timeoutFail({
+      duration: timeout,
+      onTimeout: () =>
+        new DirectoryError({
+          path: ownerPath,
+          reason: "Handover",
+          detail: `the owner named in ${ownerPidPath} is alive but did not hand over within ${Duration.format(timeout)}`
+        })
     })
-    if (offer === undefined) {
-      Fs.closeSync(fd)
-      connection = undefined
-      yield* Effect.logWarning("the owner went away before it answered; this process is the first owner").pipe(
-        annotate
-      )
-    } else {
-      ownerPid = offer.peer.pid
-      generation = offer.offer.generation + 1
-      inherited = offer.offer.descriptors.map((descriptor, i) => ({ descriptor, fd: offer.fds[i]! }))
-    }
+  )
+  let connection: number | undefined
+  let inherited: ReadonlyArray<Inherited> = []
+  let ownerPid: number | undefined
+  let generation = 1
+  if (found._tag === "Offer") {
+    connection = found.fd
+    ownerPid = found.peer.pid
+    generation = found.offer.generation + 1
+    inherited = found.offer.descriptors.map((descriptor, i) => ({ descriptor, fd: found.fds[i]! }))
   }
+
+  // A newcomer that never gets to `ready` closes its end, so the owner serves on at once.
+  yield* Effect.addFinalizer(() =>
+    Effect.sync(() => {
+      if (connection !== undefined && !readied) Fs.closeSync(connection)
+    })
+  )
 
   const state = yield* Ref.make<State>("Starting")
   const exitReason = yield* Deferred.make<ExitReason>()
@@ -187,7 +243,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
 
   // 3. Serving owner.sock once ready: a temporary name renamed over the old one, so the path
   // always leads to a live owner.
-  let ownerInode: number | undefined
+  let ownerInode: { readonly dev: number; readonly ino: number } | undefined
   let server: Net.Server | undefined
   const claimOwnerSocket = Effect.async<void, DirectoryError>((resume) => {
     const temp = `${ownerPath}.${process.pid}`
@@ -201,7 +257,8 @@ export const make = Effect.fnUntraced(function*(options: Options) {
       try {
         Fs.chmodSync(temp, 0o600)
         Fs.renameSync(temp, ownerPath)
-        ownerInode = Fs.statSync(ownerPath).ino
+        const stat = Fs.statSync(ownerPath)
+        ownerInode = { dev: stat.dev, ino: stat.ino }
       } catch (error) {
         next.close()
         return resume(
@@ -216,80 +273,100 @@ export const make = Effect.fnUntraced(function*(options: Options) {
 
   const stillOurs = () => {
     try {
-      return ownerInode !== undefined && Fs.statSync(ownerPath).ino === ownerInode
+      const stat = Fs.statSync(ownerPath)
+      return ownerInode !== undefined && stat.ino === ownerInode.ino && stat.dev === ownerInode.dev
     } catch {
       return false
     }
   }
 
+  // Handovers in flight: each has a deadline, and a stopping owner ends them.
+  const inFlight = new Set<Net.Socket>()
+
   function onConnection(socket: Net.Socket) {
     socket.on("error", () => {})
     const fd = Handles.socketFd(socket)
-    const peer = fd === undefined ? undefined : addon!.peerCred(fd)
+    let peer: { readonly pid: number; readonly uid: number } | undefined
+    try {
+      peer = fd === undefined ? undefined : addon!.peerCred(fd)
+    } catch {
+      peer = undefined
+    }
     if (peer === undefined || peer.uid !== uid) {
       Effect.runFork(
         Effect.logWarning(`refused a takeover by pid ${peer?.pid} (uid ${peer?.uid}): not uid ${uid}`).pipe(annotate)
       )
       return socket.destroy()
     }
-    Effect.runFork(
-      Effect.gen(function*() {
-        const current = yield* Ref.modify(state, (s): [State, State] => [s, s === "Ready" ? "HandingOver" : s])
-        if (current !== "Ready") return socket.destroy()
-        const listeners = registry.listeners().filter((l) =>
-          l.descriptor.kind === "tcp" || l.descriptor.kind === "unix"
+    const newcomer = peer
+    Effect.runFork(Effect.gen(function*() {
+      const current = yield* Ref.modify(state, (s): [State, State] => [s, s === "Ready" ? "HandingOver" : s])
+      if (current !== "Ready") {
+        // Alive but not free: the newcomer waits and asks again rather than taking us for dead.
+        socket.end("busy\n")
+        return
+      }
+      const listeners = registry.listeners().filter((l) => l.descriptor.kind === "tcp" || l.descriptor.kind === "unix")
+      if (listeners.length < registry.listeners().length) {
+        yield* Effect.logWarning("UDP sockets do not go through a directory handover; the next process binds its own")
+      }
+      const sent = Either.try(() =>
+        addon!.sendFds(
+          fd!,
+          listeners.map((l) => Handles.handleFd(l.handle)!),
+          JSON.stringify({ ownerPid: process.pid, generation, descriptors: listeners.map((l) => l.descriptor) })
         )
-        if (listeners.length < registry.listeners().length) {
-          yield* Effect.logWarning("UDP sockets do not go through a directory handover; the next process binds its own")
-        }
-        const sent = Either.try(() =>
-          addon!.sendFds(
-            fd!,
-            listeners.map((l) => Handles.handleFd(l.handle)!),
-            JSON.stringify({ ownerPid: process.pid, generation, descriptors: listeners.map((l) => l.descriptor) })
+      )
+      if (Either.isLeft(sent)) {
+        yield* Ref.set(state, "Ready")
+        socket.destroy()
+        return yield* Effect.logWarning(`the handover to pid ${newcomer.pid} failed: ${String(sent.left)}`)
+      }
+      yield* Effect.logInfo(`handed the listeners to pid ${newcomer.pid}; waiting for it to be ready`)
+      inFlight.add(socket)
+      // A newcomer that hangs before `ready` must not hold this owner (and the lock) forever.
+      const deadline = setTimeout(() => socket.destroy(), Duration.toMillis(timeout))
+      deadline.unref()
+      let answer = ""
+      socket.setEncoding("utf8")
+      socket.on("data", (chunk: string) => {
+        answer += chunk
+        if (!answer.includes("ready\n") || upgraded) return
+        upgraded = true
+        clearTimeout(deadline)
+        inFlight.delete(socket)
+        // Held open, but not keeping this process alive: its close at exit is how the new
+        // owner learns this one is gone.
+        socket.unref()
+        Effect.runFork(
+          Ref.set(state, "Upgraded").pipe(
+            Effect.zipRight(Deferred.succeed(exitReason, "upgraded")),
+            Effect.zipRight(Effect.logInfo(`pid ${newcomer.pid} is ready and owns ${dir}; stepping down`)),
+            annotate
           )
         )
-        if (Either.isLeft(sent)) {
-          yield* Ref.set(state, "Ready")
-          socket.destroy()
-          return yield* Effect.logWarning(`the handover to pid ${peer.pid} failed: ${String(sent.left)}`)
-        }
-        yield* Effect.logInfo(`handed the listeners to pid ${peer.pid}; waiting for it to be ready`)
-        let answer = ""
-        socket.setEncoding("utf8")
-        socket.on("data", (chunk: string) => {
-          answer += chunk
-          if (!answer.includes("ready\n") || upgraded) return
-          upgraded = true
-          // Held open, but not keeping this process alive: its close at exit is how the new
-          // owner learns this one is gone.
-          socket.unref()
-          Effect.runFork(
-            Ref.set(state, "Upgraded").pipe(
-              Effect.zipRight(Deferred.succeed(exitReason, "upgraded")),
-              Effect.zipRight(Effect.logInfo(`pid ${peer.pid} is ready and owns ${dir}; stepping down`)),
-              annotate
-            )
-          )
-        })
-        socket.once("close", () => {
-          if (upgraded) return
-          // It died before `ready`: serve on, and take owner.sock back if it had taken it.
-          Effect.runFork(
-            Effect.logWarning(`pid ${peer.pid} went away before it was ready; serving on`).pipe(
-              Effect.zipRight(stillOurs() ? Effect.void : claimOwnerSocket),
-              Effect.zipRight(Ref.update(state, (s): State => s === "HandingOver" ? "Ready" : s)),
-              Effect.catchAll((error) => Effect.logError(error.message)),
-              annotate
-            )
-          )
-        })
-        socket.resume()
-      }).pipe(annotate)
-    )
+      })
+      socket.once("close", () => {
+        clearTimeout(deadline)
+        inFlight.delete(socket)
+        if (upgraded) return
+        // It died (or timed out) before `ready`: serve on, and take owner.sock back if it had taken it.
+        Effect.runFork(Effect.gen(function*() {
+          const wasHandingOver = yield* Ref.modify(state, (s): [boolean, State] => [
+            s === "HandingOver",
+            s === "HandingOver" ? "Ready" : s
+          ])
+          if (!wasHandingOver) return
+          yield* Effect.logWarning(`pid ${newcomer.pid} went away before it was ready; serving on`)
+          if (!stillOurs()) yield* claimOwnerSocket
+        }).pipe(Effect.catchAll((error) => Effect.logError(error.message)), annotate))
+      })
+      socket.resume()
+    }).pipe(annotate))
   }
 
   const ready = Effect.gen(function*() {
+    if (readied) return
     if (options.pidFile !== undefined) yield* PidFile.write(options.pidFile)
     registry.closeUnclaimed()
     readied = true
@@ -329,8 +406,10 @@ export const make = Effect.fnUntraced(function*(options: Options) {
       stop,
       Effect.sync(() => {
         server?.close()
-        // Unlink only what is still ours: a successor may have renamed its own socket there.
-        if (stillOurs()) Fs.rmSync(ownerPath, { force: true })
+        for (const socket of inFlight) socket.destroy()
+        // Unlink only what is still ours, and never after handing over: a successor renamed its own
+        // socket there (and inode numbers get reused).
+        if (!upgraded && stillOurs()) Fs.rmSync(ownerPath, { force: true })
       })
     )
   )

@@ -9,11 +9,13 @@ import type { UpgradeError } from "../UpgradeError.js"
 import {
   AlreadyUpgraded,
   ChildExited,
+  HealthCheckFailed,
   NotReady,
   NotSupported,
   ParentNotExited,
   RolledBack,
   SpawnError,
+  StateError,
   Stopped,
   TooManyDescriptors,
   UnregisteredListener,
@@ -59,6 +61,10 @@ export const revive = (error: Serialized): UpgradeError => {
       return new TooManyDescriptors({ count: e.count, max: e.max })
     case "UnregisteredListener":
       return new UnregisteredListener({ addresses: e.addresses })
+    case "HealthCheckFailed":
+      return new HealthCheckFailed({ pid: e.pid, reason: e.reason })
+    case "StateError":
+      return new StateError({ key: e.key, reason: e.reason, detail: e.detail })
     default:
       return new SpawnError({ command: String(e.command ?? "the runner"), cause: e.cause ?? error._tag })
   }

@@ -260,7 +260,15 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     if (stateProviders.size === 0) return undefined
     const values: Record<string, unknown> = {}
     for (const [key, snapshot] of stateProviders) values[key] = yield* snapshot
-    const text = JSON.stringify(values)
+    const text = yield* Effect.try({
+      try: () => JSON.stringify(values),
+      catch: (error) =>
+        new StateError({
+          key: [...stateProviders.keys()].join(", "),
+          reason: "Encode",
+          detail: `the encoded state is not JSON: ${(error as Error).message}`
+        })
+    })
     const bytes = Buffer.byteLength(text)
     if (bytes > maxStateBytes) {
       return yield* new StateError({
@@ -272,33 +280,22 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     return text
   })
 
+  // Strays and state first, outside the uninterruptible acquire: a user's snapshot may hang,
+  // and the timeout, stop and interruption must still reach it.
   const attempt = (startedAt: number) =>
-    Effect.acquireUseRelease(
-      Effect.gen(function*() {
-        yield* checkStrays
-        const stateText = yield* collectState
-        const handover = { ...(yield* registry.handover()), state: stateText }
-        const child = yield* Spawn.spawn(command(), {
-          version: Protocol.VERSION,
-          generation: generation + 1,
-          parentPid: process.pid,
-          cwd,
-          fds: handover.descriptors,
-          ...(stateText === undefined ? {} : { state: true })
-        }, handover).pipe(Effect.tapError(() => Effect.sync(() => registry.settle(false))))
-        yield* Ref.update(state, (s): State => s._tag === "Upgrading" ? { _tag: "Upgrading", childPid: child.pid } : s)
-        yield* Effect.logInfo("started the next generation").pipe(
-          Effect.annotateLogs({ childPid: child.pid, descriptors: handover.descriptors.length })
-        )
-        return child
-      }),
-      (child) => Effect.zipRight(child.sendSockets, awaitChild(child)),
-      (child, exit) =>
-        Effect.zipRight(
-          Exit.isSuccess(exit) ? Effect.zipRight(child.detach, watchSuccessor(child)) : child.kill,
-          Effect.sync(() => registry.settle(Exit.isSuccess(exit)))
-        )
+    Effect.zipRight(
+      checkStrays,
+      collectState.pipe(Effect.timeoutFail({
+        duration: timeout,
+        onTimeout: () =>
+          new StateError({
+            key: [...stateProviders.keys()].join(", "),
+            reason: "Encode",
+            detail: `the snapshot did not complete within ${Duration.format(timeout)}`
+          })
+      }))
     ).pipe(
+      Effect.flatMap(attemptWith),
       // Recorded before `exit` completes: the app's shutdown may interrupt the caller right after.
       Effect.onExit((exit) => recordOutcome(startedAt, exit)),
       Effect.onExit((exit) =>
@@ -327,6 +324,32 @@ export const make = Effect.fnUntraced(function*(options: Options) {
       )
     )
 
+  const attemptWith = (stateText: string | undefined) =>
+    Effect.acquireUseRelease(
+      Effect.gen(function*() {
+        const handover = { ...(yield* registry.handover()), state: stateText }
+        const child = yield* Spawn.spawn(command(), {
+          version: Protocol.VERSION,
+          generation: generation + 1,
+          parentPid: process.pid,
+          cwd,
+          fds: handover.descriptors,
+          ...(stateText === undefined ? {} : { state: true })
+        }, handover).pipe(Effect.tapError(() => Effect.sync(() => registry.settle(false))))
+        yield* Ref.update(state, (s): State => s._tag === "Upgrading" ? { _tag: "Upgrading", childPid: child.pid } : s)
+        yield* Effect.logInfo("started the next generation").pipe(
+          Effect.annotateLogs({ childPid: child.pid, descriptors: handover.descriptors.length })
+        )
+        return child
+      }),
+      (child) => Effect.zipRight(child.sendSockets, awaitChild(child)),
+      (child, exit) =>
+        Effect.zipRight(
+          Exit.isSuccess(exit) ? Effect.zipRight(child.detach, watchSuccessor(child)) : child.kill,
+          Effect.sync(() => registry.settle(Exit.isSuccess(exit)))
+        )
+    )
+
   // Under a runner the runner starts the next generation; its answer ends this attempt.
   const viaRunner = Effect.suspend(() => link!.requestUpgrade).pipe(
     Effect.flatMap((result): Effect.Effect<Upgraded, UpgradeError> =>
@@ -336,7 +359,12 @@ export const make = Effect.fnUntraced(function*(options: Options) {
         ? Effect.succeed({ pid: result.pid })
         : Effect.fail(UpgradeErrors.revive(result.error))
     ),
-    Effect.tapError(() => Ref.update(state, (s): State => s._tag === "Upgrading" ? { _tag: "Ready" } : s))
+    // On interruption too, or every later upgrade would find one in progress.
+    Effect.onExit((exit) =>
+      Exit.isSuccess(exit)
+        ? Effect.void
+        : Ref.update(state, (s): State => s._tag === "Upgrading" ? { _tag: "Ready" } : s)
+    )
   )
 
   const record = <A>(self: Effect.Effect<A, UpgradeError>) =>
@@ -352,7 +380,9 @@ export const make = Effect.fnUntraced(function*(options: Options) {
   // For `effect-tableflip upgrade`, which signalled this process and waits for the answer.
   const recordOutcome = (startedAt: number, exit: Exit.Exit<Upgraded, UpgradeError>) =>
     pidFile === undefined || supervised ||
-      (Exit.isFailure(exit) && Cause.squash(exit.cause) instanceof UpgradeInProgress)
+      // Folded signals: the attempt in flight, or the one that already succeeded, has the answer.
+      (Exit.isFailure(exit) &&
+        (Cause.squash(exit.cause) instanceof UpgradeInProgress || Cause.squash(exit.cause) instanceof AlreadyUpgraded))
       ? Effect.void
       : PidFile.writeOutcome(pidFile, {
         pid: process.pid,

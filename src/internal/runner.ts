@@ -8,15 +8,26 @@
  *
  * @internal
  */
+import * as Cause from "effect/Cause"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Option from "effect/Option"
+import * as Queue from "effect/Queue"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as PidFile from "../PidFile.js"
 import type { UpgradeError } from "../UpgradeError.js"
-import { ChildExited, RolledBack, SpawnError, Stopped, UpgradeInProgress, UpgradeTimeout } from "../UpgradeError.js"
+import {
+  ChildExited,
+  HealthCheckFailed,
+  RolledBack,
+  SpawnError,
+  Stopped,
+  UpgradeInProgress,
+  UpgradeTimeout
+} from "../UpgradeError.js"
 import * as Errors from "./errors.js"
 import * as Handles from "./handles.js"
 import * as Native from "./native.js"
@@ -107,12 +118,13 @@ export const run = Effect.fnUntraced(function*(options: Options) {
       live.add(child)
       const generation: Generation = { number, child, offered }
       self.generation = generation
-      yield* child.sendSockets
+      // Watched before anything can fail, so that every child leaves `live` when it exits.
       yield* Deferred.await(child.exited).pipe(
         Effect.tap(() => live.delete(child)),
         Effect.flatMap((exited) => onExit(generation, exited)),
         Effect.forkDaemon
       )
+      yield* child.sendSockets.pipe(Effect.tapError(() => child.kill))
       yield* Effect.logInfo(`started generation ${number}`).pipe(Effect.annotateLogs({ childPid: child.pid }))
       return generation
     })
@@ -135,6 +147,10 @@ export const run = Effect.fnUntraced(function*(options: Options) {
               ? new RolledBack({ pid: generation.child.pid, code, signal, probation: options.probation })
               : new ChildExited({ pid: generation.child.pid, code, signal })
         ))),
+      Effect.raceFirst(Effect.flatMap(
+        Deferred.await(generation.child.unready),
+        (reason) => new HealthCheckFailed({ pid: generation.child.pid, reason })
+      )),
       Effect.raceFirst(Effect.zipRight(Deferred.await(stopped), new Stopped({ childPid: generation.child.pid })))
     )
 
@@ -197,9 +213,10 @@ export const run = Effect.fnUntraced(function*(options: Options) {
               ? { outcome: "upgraded" as const, child: exit.value.pid }
               : {
                 outcome: "failed" as const,
-                error: Exit.isFailure(exit) && exit.cause._tag === "Fail"
-                  ? { _tag: exit.cause.error._tag, message: exit.cause.error.message }
-                  : { _tag: "Interrupted", message: "the runner is stopping" }
+                error: Option.match(Exit.isFailure(exit) ? Cause.failureOption(exit.cause) : Option.none(), {
+                  onNone: () => ({ _tag: "Interrupted", message: "the runner is stopping" }),
+                  onSome: (error) => ({ _tag: error._tag, message: error.message })
+                })
               })
           }).pipe(Effect.catchAll((error) => Effect.logWarning(error.message)))
       )
@@ -245,10 +262,19 @@ export const run = Effect.fnUntraced(function*(options: Options) {
       )
     })
 
+  // SIGHUPs during an upgrade fold into one more attempt after it, as in `Upgrader.layerSignal`.
+  const requests = yield* Queue.dropping<void>(1)
+  yield* Queue.take(requests).pipe(Effect.zipRight(Effect.ignore(recorded)), Effect.forever, Effect.forkScoped)
   const onSignal = (signal: NodeJS.Signals) => () => {
-    if (signal === "SIGHUP") Effect.runFork(Effect.ignore(upgrading ? Effect.void : recorded))
+    if (signal === "SIGHUP") Queue.unsafeOffer(requests, undefined)
     else if ((STOP_SIGNALS as ReadonlyArray<string>).includes(signal)) Effect.runFork(stop(signal))
-    else if (current !== undefined) process.kill(current.child.pid, signal)
+    else if (current !== undefined && live.has(current.child)) {
+      try {
+        process.kill(current.child.pid, signal)
+      } catch {
+        // It exited meanwhile.
+      }
+    }
   }
   const handlers = [...STOP_SIGNALS, ...FORWARDED, "SIGHUP" as const].map((signal) =>
     [signal, onSignal(signal)] as const
@@ -294,7 +320,13 @@ const reapOrphans = (live: ReadonlySet<Spawn.Child>) => {
   const { addon } = Native.load()
   if (addon === undefined) return
   const ours = new Set([...live].map((child) => child.pid))
-  for (const entry of Fs.readdirSync("/proc")) {
+  let entries: ReadonlyArray<string>
+  try {
+    entries = Fs.readdirSync("/proc")
+  } catch {
+    return // EMFILE, say: the next SIGCHLD tries again.
+  }
+  for (const entry of entries) {
     const pid = Number(entry)
     if (!Number.isInteger(pid) || ours.has(pid)) continue
     try {
