@@ -149,7 +149,13 @@ export const make = Effect.fnUntraced(function*(options: Options) {
 
   // 2. The owner, if any, and what it hands over.
   type Asked =
-    | { readonly _tag: "Offer"; readonly fd: number; readonly peer: { readonly pid: number }; readonly offer: typeof Offer.Type; readonly fds: ReadonlyArray<number> }
+    | {
+      readonly _tag: "Offer"
+      readonly fd: number
+      readonly peer: { readonly pid: number }
+      readonly offer: typeof Offer.Type
+      readonly fds: ReadonlyArray<number>
+    }
     | { readonly _tag: "Busy" }
     | { readonly _tag: "Nobody" }
   const ask = Effect.try({
@@ -299,70 +305,76 @@ export const make = Effect.fnUntraced(function*(options: Options) {
       return socket.destroy()
     }
     const newcomer = peer
-    Effect.runFork(Effect.gen(function*() {
-      const current = yield* Ref.modify(state, (s): [State, State] => [s, s === "Ready" ? "HandingOver" : s])
-      if (current !== "Ready") {
-        // Alive but not free: the newcomer waits and asks again rather than taking us for dead.
-        socket.end("busy\n")
-        return
-      }
-      const listeners = registry.listeners().filter((l) => l.descriptor.kind === "tcp" || l.descriptor.kind === "unix")
-      if (listeners.length < registry.listeners().length) {
-        yield* Effect.logWarning("UDP sockets do not go through a directory handover; the next process binds its own")
-      }
-      const sent = Either.try(() =>
-        addon!.sendFds(
-          fd!,
-          listeners.map((l) => Handles.handleFd(l.handle)!),
-          JSON.stringify({ ownerPid: process.pid, generation, descriptors: listeners.map((l) => l.descriptor) })
+    Effect.runFork(
+      Effect.gen(function*() {
+        const current = yield* Ref.modify(state, (s): [State, State] => [s, s === "Ready" ? "HandingOver" : s])
+        if (current !== "Ready") {
+          // Alive but not free: the newcomer waits and asks again rather than taking us for dead.
+          socket.end("busy\n")
+          return
+        }
+        const listeners = registry.listeners().filter((l) =>
+          l.descriptor.kind === "tcp" || l.descriptor.kind === "unix"
         )
-      )
-      if (Either.isLeft(sent)) {
-        yield* Ref.set(state, "Ready")
-        socket.destroy()
-        return yield* Effect.logWarning(`the handover to pid ${newcomer.pid} failed: ${String(sent.left)}`)
-      }
-      yield* Effect.logInfo(`handed the listeners to pid ${newcomer.pid}; waiting for it to be ready`)
-      inFlight.add(socket)
-      // A newcomer that hangs before `ready` must not hold this owner (and the lock) forever.
-      const deadline = setTimeout(() => socket.destroy(), Duration.toMillis(timeout))
-      deadline.unref()
-      let answer = ""
-      socket.setEncoding("utf8")
-      socket.on("data", (chunk: string) => {
-        answer += chunk
-        if (!answer.includes("ready\n") || upgraded) return
-        upgraded = true
-        clearTimeout(deadline)
-        inFlight.delete(socket)
-        // Held open, but not keeping this process alive: its close at exit is how the new
-        // owner learns this one is gone.
-        socket.unref()
-        Effect.runFork(
-          Ref.set(state, "Upgraded").pipe(
-            Effect.zipRight(Deferred.succeed(exitReason, "upgraded")),
-            Effect.zipRight(Effect.logInfo(`pid ${newcomer.pid} is ready and owns ${dir}; stepping down`)),
-            annotate
+        if (listeners.length < registry.listeners().length) {
+          yield* Effect.logWarning("UDP sockets do not go through a directory handover; the next process binds its own")
+        }
+        const sent = Either.try(() =>
+          addon!.sendFds(
+            fd!,
+            listeners.map((l) => Handles.handleFd(l.handle)!),
+            JSON.stringify({ ownerPid: process.pid, generation, descriptors: listeners.map((l) => l.descriptor) })
           )
         )
-      })
-      socket.once("close", () => {
-        clearTimeout(deadline)
-        inFlight.delete(socket)
-        if (upgraded) return
-        // It died (or timed out) before `ready`: serve on, and take owner.sock back if it had taken it.
-        Effect.runFork(Effect.gen(function*() {
-          const wasHandingOver = yield* Ref.modify(state, (s): [boolean, State] => [
-            s === "HandingOver",
-            s === "HandingOver" ? "Ready" : s
-          ])
-          if (!wasHandingOver) return
-          yield* Effect.logWarning(`pid ${newcomer.pid} went away before it was ready; serving on`)
-          if (!stillOurs()) yield* claimOwnerSocket
-        }).pipe(Effect.catchAll((error) => Effect.logError(error.message)), annotate))
-      })
-      socket.resume()
-    }).pipe(annotate))
+        if (Either.isLeft(sent)) {
+          yield* Ref.set(state, "Ready")
+          socket.destroy()
+          return yield* Effect.logWarning(`the handover to pid ${newcomer.pid} failed: ${String(sent.left)}`)
+        }
+        yield* Effect.logInfo(`handed the listeners to pid ${newcomer.pid}; waiting for it to be ready`)
+        inFlight.add(socket)
+        // A newcomer that hangs before `ready` must not hold this owner (and the lock) forever.
+        const deadline = setTimeout(() => socket.destroy(), Duration.toMillis(timeout))
+        deadline.unref()
+        let answer = ""
+        socket.setEncoding("utf8")
+        socket.on("data", (chunk: string) => {
+          answer += chunk
+          if (!answer.includes("ready\n") || upgraded) return
+          upgraded = true
+          clearTimeout(deadline)
+          inFlight.delete(socket)
+          // Held open, but not keeping this process alive: its close at exit is how the new
+          // owner learns this one is gone.
+          socket.unref()
+          Effect.runFork(
+            Ref.set(state, "Upgraded").pipe(
+              Effect.zipRight(Deferred.succeed(exitReason, "upgraded")),
+              Effect.zipRight(Effect.logInfo(`pid ${newcomer.pid} is ready and owns ${dir}; stepping down`)),
+              annotate
+            )
+          )
+        })
+        socket.once("close", () => {
+          clearTimeout(deadline)
+          inFlight.delete(socket)
+          if (upgraded) return
+          // It died (or timed out) before `ready`: serve on, and take owner.sock back if it had taken it.
+          Effect.runFork(
+            Effect.gen(function*() {
+              const wasHandingOver = yield* Ref.modify(state, (s): [boolean, State] => [
+                s === "HandingOver",
+                s === "HandingOver" ? "Ready" : s
+              ])
+              if (!wasHandingOver) return
+              yield* Effect.logWarning(`pid ${newcomer.pid} went away before it was ready; serving on`)
+              if (!stillOurs()) yield* claimOwnerSocket
+            }).pipe(Effect.catchAll((error) => Effect.logError(error.message)), annotate)
+          )
+        })
+        socket.resume()
+      }).pipe(annotate)
+    )
   }
 
   const ready = Effect.gen(function*() {
