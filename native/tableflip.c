@@ -59,7 +59,27 @@ static napi_value throw_errno(napi_env env, int error, const char *syscall) {
   return NULL;
 }
 
-/* notify(path: string, message: string): void. A path starting with '@' is in the abstract namespace. */
+/*
+ * Fills a unix socket address from a JS string; a path starting with '@' is in
+ * the abstract namespace. Returns its length, or 0 after throwing.
+ */
+static socklen_t unix_address(napi_env env, napi_value value, struct sockaddr_un *address) {
+  memset(address, 0, sizeof *address);
+  address->sun_family = AF_UNIX;
+  size_t length = 0;
+  if (napi_get_value_string_utf8(env, value, address->sun_path, sizeof address->sun_path, &length) != napi_ok) {
+    napi_throw_type_error(env, NULL, "the socket path must be a string");
+    return 0;
+  }
+  if (length == 0 || length >= sizeof address->sun_path - 1) {
+    napi_throw_range_error(env, NULL, "the socket path is empty or longer than 106 bytes");
+    return 0;
+  }
+  if (address->sun_path[0] == '@') address->sun_path[0] = '\0';
+  return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + length);
+}
+
+/* notify(path: string, message: string): void. */
 static napi_value notify(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2];
@@ -69,19 +89,8 @@ static napi_value notify(napi_env env, napi_callback_info info) {
     return NULL;
   }
   struct sockaddr_un address;
-  memset(&address, 0, sizeof address);
-  address.sun_family = AF_UNIX;
-  size_t path_length = 0;
-  if (napi_get_value_string_utf8(env, argv[0], address.sun_path, sizeof address.sun_path, &path_length) != napi_ok) {
-    napi_throw_type_error(env, NULL, "path must be a string");
-    return NULL;
-  }
-  if (path_length == 0 || path_length >= sizeof address.sun_path - 1) {
-    napi_throw_range_error(env, NULL, "the socket path is empty or too long");
-    return NULL;
-  }
-  if (address.sun_path[0] == '@') address.sun_path[0] = '\0';
-  socklen_t address_length = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + path_length);
+  socklen_t address_length = unix_address(env, argv[0], &address);
+  if (address_length == 0) return NULL;
 
   size_t message_length = 0;
   if (napi_get_value_string_utf8(env, argv[1], NULL, 0, &message_length) != napi_ok) {
@@ -334,19 +343,17 @@ static napi_value connect_unix(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  struct sockaddr_un address;
-  memset(&address, 0, sizeof address);
-  address.sun_family = AF_UNIX;
-  size_t length = 0;
-  if (argc < 1 || napi_get_value_string_utf8(env, argv[0], address.sun_path, sizeof address.sun_path, &length) != napi_ok ||
-      length == 0 || length >= sizeof address.sun_path - 1) {
-    napi_throw_type_error(env, NULL, "connect(path) with a path shorter than 107 bytes");
+  if (argc < 1) {
+    napi_throw_type_error(env, NULL, "connect(path)");
     return NULL;
   }
+  struct sockaddr_un address;
+  socklen_t address_length = unix_address(env, argv[0], &address);
+  if (address_length == 0) return NULL;
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return throw_errno(env, errno, "socket");
   int connected;
-  do connected = connect(fd, (struct sockaddr *)&address, sizeof address);
+  do connected = connect(fd, (struct sockaddr *)&address, address_length);
   while (connected < 0 && errno == EINTR);
   if (connected < 0) {
     int error = errno;

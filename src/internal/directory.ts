@@ -37,6 +37,7 @@ import { DirectoryError, NotSupported, PidFileError } from "../UpgradeError.js"
 import type { ExitReason, Upgrader } from "../Upgrader.js"
 import * as Handles from "./handles.js"
 import * as Native from "./native.js"
+import * as Procfs from "./procfs.js"
 import * as Protocol from "./protocol.js"
 import type { Inherited } from "./registry.js"
 import { Registry } from "./registry.js"
@@ -75,12 +76,7 @@ const ownerAlive = (path: string): boolean => {
     return code(error) === "EPERM"
   }
   // A zombie answers signal 0 but serves nothing.
-  try {
-    const stat = Fs.readFileSync(`/proc/${pid}/stat`, "utf8")
-    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z"
-  } catch {
-    return true
-  }
+  return Procfs.processStat(pid)?.state !== "Z"
 }
 
 /** The directory must be ours and writable by nobody else: whoever can write there can take the sockets. */

@@ -1,10 +1,16 @@
 /**
- * Upgrade errors across the runner's IPC channel, which carries JSON: sent as
- * their tag and fields (durations in ms), rebuilt as the same typed errors.
+ * Upgrade errors carried out of the process: across the runner's IPC channel,
+ * which carries JSON (sent as their tag and fields, durations in ms, rebuilt
+ * as the same typed errors), and into the outcome record beside the PID file.
  *
  * @internal
  */
+import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Option from "effect/Option"
+import * as PidFile from "../PidFile.js"
 import type { UpgradeError } from "../UpgradeError.js"
 import {
   AlreadyUpgraded,
@@ -69,3 +75,32 @@ export const revive = (error: Serialized): UpgradeError => {
       return new SpawnError({ command: String(e.command ?? "the runner"), cause: e.cause ?? error._tag })
   }
 }
+
+/**
+ * Records how an upgrade ended in `<pidFile>.upgrade.json`, for
+ * `effect-tableflip upgrade`; a failure to write is logged, never raised.
+ *
+ * @internal
+ */
+export const recordOutcome = (
+  pidFile: string,
+  startedAt: number,
+  exit: Exit.Exit<{ readonly pid: number }, UpgradeError>
+): Effect.Effect<void> =>
+  PidFile.writeOutcome(pidFile, {
+    pid: process.pid,
+    startedAt,
+    endedAt: Date.now(),
+    ...(Exit.isSuccess(exit)
+      ? { outcome: "upgraded", child: exit.value.pid }
+      : {
+        outcome: "failed",
+        error: Option.match(Cause.failureOption(exit.cause), {
+          onNone: () =>
+            Cause.isInterruptedOnly(exit.cause)
+              ? { _tag: "Interrupted", message: "the upgrade was interrupted (the process is stopping)" }
+              : { _tag: "Defect", message: Cause.pretty(exit.cause).split("\n")[0]! },
+          onSome: (error) => ({ _tag: error._tag, message: error.message })
+        })
+      })
+  }).pipe(Effect.catchAll((error) => Effect.logWarning(error.message)))

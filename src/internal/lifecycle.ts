@@ -23,18 +23,15 @@ import * as PidFile from "../PidFile.js"
 import type { UpgradeError } from "../UpgradeError.js"
 import {
   AlreadyUpgraded,
-  ChildExited,
   NotReady,
   NotSupported,
   ParentNotExited,
-  RolledBack,
   SpawnError,
+  StateError,
   Stopped,
   UnregisteredListener,
-  UpgradeInProgress,
-  UpgradeTimeout
+  UpgradeInProgress
 } from "../UpgradeError.js"
-import { HealthCheckFailed, StateError } from "../UpgradeError.js"
 import type { Upgrader } from "../Upgrader.js"
 import * as UpgradeErrors from "./errors.js"
 import * as Link from "./link.js"
@@ -75,11 +72,6 @@ type State =
   | { readonly _tag: "Upgrading"; readonly childPid: number | undefined }
   | { readonly _tag: "Upgraded"; readonly childPid: number }
   | { readonly _tag: "Stopped" }
-
-const errorSummary = (error: unknown) =>
-  typeof error === "object" && error !== null && "_tag" in error
-    ? { _tag: String(error._tag), message: String((error as { readonly message?: unknown }).message) }
-    : { _tag: "Defect", message: String(error) }
 
 /** @internal */
 export const DEFAULT_MAX_STATE_BYTES = 64 * 1024 * 1024
@@ -125,9 +117,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     mayUnlink: (boundHere) => !upgraded && (boundHere || readied || manifest === undefined)
   })
 
-  const notifier = Notify.make()
-  const notify = (...fields: ReadonlyArray<readonly [string, string]>) =>
-    notifier === undefined ? Effect.void : notifier.send(fields)
+  const notify = Notify.make()
 
   const annotate = <A, E, R>(self: Effect.Effect<A, E, R>) =>
     Effect.annotateLogs(self, { package: "effect-tableflip", pid: process.pid, generation })
@@ -194,32 +184,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
   // Until `ready` the child has a timeout; after it, a probation during which this generation
   // keeps accepting, so a child that dies there takes nothing with it.
   const awaitChild = (child: Spawn.Child): Effect.Effect<Upgraded, UpgradeError> =>
-    Deferred.await(child.ready).pipe(
-      Effect.raceFirst(Effect.zipRight(Effect.sleep(timeout), new UpgradeTimeout({ pid: child.pid, timeout }))),
-      Effect.zipRight(
-        Duration.isZero(probation) ? Effect.void : Effect.logInfo("the next generation is ready; probation").pipe(
-          Effect.annotateLogs({ childPid: child.pid }),
-          Effect.zipRight(Effect.sleep(probation))
-        )
-      ),
-      Effect.as({ pid: child.pid }),
-      Effect.raceFirst(Effect.flatMap(
-        Deferred.await(child.exited),
-        ({ code, signal }) =>
-          Effect.flatMap(
-            Deferred.isDone(child.ready),
-            (wasReady): Effect.Effect<never, RolledBack | ChildExited> =>
-              wasReady
-                ? new RolledBack({ pid: child.pid, code, signal, probation })
-                : new ChildExited({ pid: child.pid, code, signal })
-          )
-      )),
-      Effect.raceFirst(Effect.flatMap(
-        Deferred.await(child.unready),
-        (reason) => new HealthCheckFailed({ pid: child.pid, reason })
-      )),
-      Effect.raceFirst(Effect.zipRight(Deferred.await(stopSignal), new Stopped({ childPid: child.pid })))
-    )
+    Effect.as(Spawn.awaitReady(child, { timeout, probation, stop: stopSignal }), { pid: child.pid })
 
   // Without probation a child that dies after `ready` takes the listeners with it, since
   // this generation has let them go; say so loudly while this one is still draining.
@@ -384,14 +349,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
       (Exit.isFailure(exit) &&
         (Cause.squash(exit.cause) instanceof UpgradeInProgress || Cause.squash(exit.cause) instanceof AlreadyUpgraded))
       ? Effect.void
-      : PidFile.writeOutcome(pidFile, {
-        pid: process.pid,
-        startedAt,
-        endedAt: Date.now(),
-        ...(Exit.isSuccess(exit)
-          ? { outcome: "upgraded", child: exit.value.pid }
-          : { outcome: "failed", error: errorSummary(Cause.squash(exit.cause)) })
-      }).pipe(Effect.catchAll((error) => Effect.logWarning(error.message)))
+      : UpgradeErrors.recordOutcome(pidFile, startedAt, exit)
 
   const upgradeSteps = (startedAt: number) =>
     Effect.gen(function*() {

@@ -11,18 +11,21 @@ import * as Effect from "effect/Effect"
 import * as ChildProcess from "node:child_process"
 import * as Native from "./native.js"
 
-/** @internal */
-export interface Notifier {
-  readonly send: (fields: ReadonlyArray<readonly [string, string]>) => Effect.Effect<void>
-}
+/**
+ * Sends one notify message of `KEY=value` fields; does nothing when NOTIFY_SOCKET is unset, and
+ * never fails (a failure is logged once).
+ *
+ * @internal
+ */
+export type Notify = (...fields: ReadonlyArray<readonly [string, string]>) => Effect.Effect<void>
 
 /** CLOCK_MONOTONIC in microseconds, which is what Node's hrtime reads on Linux. */
 export const monotonicUsec = (): string => String(process.hrtime.bigint() / 1000n)
 
-/** A notifier when NOTIFY_SOCKET is set; `undefined` otherwise. */
-export const make = (): Notifier | undefined => {
+/** @internal */
+export const make = (): Notify => {
   const path = process.env.NOTIFY_SOCKET
-  if (path === undefined || path === "") return undefined
+  if (path === undefined || path === "") return () => Effect.void
   let warned = false
   const send = (message: string, fields: ReadonlyArray<readonly [string, string]>) => {
     const { addon, reason } = Native.load()
@@ -34,16 +37,14 @@ export const make = (): Notifier | undefined => {
       throw new Error(`${reason}, and systemd-notify ${result.error?.message ?? `exited with ${result.status}`}`)
     }
   }
-  return {
-    send: (fields) =>
-      Effect.try(() => send(fields.map(([key, value]) => `${key}=${value}`).join("\n"), fields)).pipe(
-        Effect.catchAll((error) =>
-          warned ? Effect.void : Effect.sync(() => {
-            warned = true
-          }).pipe(
-            Effect.zipRight(Effect.logWarning(`cannot notify systemd at ${path}: ${String(error.error)}`))
-          )
+  return (...fields) =>
+    Effect.try(() => send(fields.map(([key, value]) => `${key}=${value}`).join("\n"), fields)).pipe(
+      Effect.catchAll((error) =>
+        warned ? Effect.void : Effect.sync(() => {
+          warned = true
+        }).pipe(
+          Effect.zipRight(Effect.logWarning(`cannot notify systemd at ${path}: ${String(error.error)}`))
         )
       )
-  }
+    )
 }

@@ -28,6 +28,21 @@ export type SocketInfo =
 /** @internal */
 export const available = (): boolean => Fs.existsSync("/proc/self/fd") && Fs.existsSync("/proc/net/tcp")
 
+/**
+ * A process's state letter (`R`, `S`, `Z` for a zombie, ...) and parent pid,
+ * or `undefined` when it does not exist (or /proc cannot be read).
+ */
+export const processStat = (pid: number): { readonly state: string; readonly ppid: number } | undefined => {
+  try {
+    const stat = Fs.readFileSync(`/proc/${pid}/stat`, "utf8")
+    // The command name in parentheses may hold spaces: the fields follow its last ')'.
+    const [state, ppid] = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+    return { state: state!, ppid: Number(ppid) }
+  } catch {
+    return undefined
+  }
+}
+
 /** The sockfs inode of an open fd, or `undefined` if it is not a socket. */
 export const socketInode = (fd: number): string | undefined => {
   try {

@@ -8,30 +8,20 @@
  *
  * @internal
  */
-import * as Cause from "effect/Cause"
 import * as Deferred from "effect/Deferred"
-import * as Duration from "effect/Duration"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
-import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as PidFile from "../PidFile.js"
-import type { UpgradeError } from "../UpgradeError.js"
-import {
-  ChildExited,
-  HealthCheckFailed,
-  RolledBack,
-  SpawnError,
-  Stopped,
-  UpgradeInProgress,
-  UpgradeTimeout
-} from "../UpgradeError.js"
+import { SpawnError, Stopped, UpgradeInProgress } from "../UpgradeError.js"
 import * as Errors from "./errors.js"
 import * as Handles from "./handles.js"
 import * as Native from "./native.js"
 import * as Notify from "./notify.js"
+import * as Procfs from "./procfs.js"
 import * as Protocol from "./protocol.js"
 import * as Spawn from "./spawn.js"
 
@@ -77,9 +67,7 @@ export const run = Effect.fnUntraced(function*(options: Options) {
   delete env.NOTIFY_SOCKET
   const command: Spawn.Command = { execPath, args, cwd: process.cwd(), env }
   const label = options.command.join(" ")
-  const notifier = Notify.make()
-  const notify = (...fields: ReadonlyArray<readonly [string, string]>) =>
-    notifier === undefined ? Effect.void : notifier.send(fields)
+  const notify = Notify.make()
 
   let held = new Map<string, Held>()
   let current: Generation | undefined
@@ -129,30 +117,12 @@ export const run = Effect.fnUntraced(function*(options: Options) {
       return generation
     })
 
-  // Ready, then alive through the probation; the timeout bounds the first part only.
-  const awaitReady = (generation: Generation): Effect.Effect<void, UpgradeError> =>
-    Deferred.await(generation.child.ready).pipe(
-      Effect.raceFirst(
-        Effect.zipRight(
-          Effect.sleep(options.upgradeTimeout),
-          new UpgradeTimeout({ pid: generation.child.pid, timeout: options.upgradeTimeout })
-        )
-      ),
-      Effect.zipRight(Duration.isZero(options.probation) ? Effect.void : Effect.sleep(options.probation)),
-      Effect.raceFirst(Effect.flatMap(Deferred.await(generation.child.exited), ({ code, signal }) =>
-        Effect.flatMap(
-          Deferred.isDone(generation.child.ready),
-          (ready): Effect.Effect<never, UpgradeError> =>
-            ready
-              ? new RolledBack({ pid: generation.child.pid, code, signal, probation: options.probation })
-              : new ChildExited({ pid: generation.child.pid, code, signal })
-        ))),
-      Effect.raceFirst(Effect.flatMap(
-        Deferred.await(generation.child.unready),
-        (reason) => new HealthCheckFailed({ pid: generation.child.pid, reason })
-      )),
-      Effect.raceFirst(Effect.zipRight(Deferred.await(stopped), new Stopped({ childPid: generation.child.pid })))
-    )
+  const awaitReady = (generation: Generation) =>
+    Spawn.awaitReady(generation.child, {
+      timeout: options.upgradeTimeout,
+      probation: options.probation,
+      stop: stopped
+    })
 
   // The listeners a generation handed up replace the ones held before.
   const adopt = (generation: Generation) => {
@@ -203,22 +173,7 @@ export const run = Effect.fnUntraced(function*(options: Options) {
     return upgrade.pipe(
       Effect.tapError((error) => Effect.logWarning("upgrade failed", error.message)),
       Effect.onExit((exit) =>
-        options.pidFile === undefined
-          ? Effect.void
-          : PidFile.writeOutcome(options.pidFile, {
-            pid: process.pid,
-            startedAt,
-            endedAt: Date.now(),
-            ...(Exit.isSuccess(exit)
-              ? { outcome: "upgraded" as const, child: exit.value.pid }
-              : {
-                outcome: "failed" as const,
-                error: Option.match(Exit.isFailure(exit) ? Cause.failureOption(exit.cause) : Option.none(), {
-                  onNone: () => ({ _tag: "Interrupted", message: "the runner is stopping" }),
-                  onSome: (error) => ({ _tag: error._tag, message: error.message })
-                })
-              })
-          }).pipe(Effect.catchAll((error) => Effect.logWarning(error.message)))
+        options.pidFile === undefined ? Effect.void : Errors.recordOutcome(options.pidFile, startedAt, exit)
       )
     )
   })
@@ -329,12 +284,12 @@ const reapOrphans = (live: ReadonlySet<Spawn.Child>) => {
   for (const entry of entries) {
     const pid = Number(entry)
     if (!Number.isInteger(pid) || ours.has(pid)) continue
+    const stat = Procfs.processStat(pid)
+    if (stat?.state !== "Z" || stat.ppid !== process.pid) continue
     try {
-      const stat = Fs.readFileSync(`/proc/${pid}/stat`, "utf8")
-      const [state, ppid] = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
-      if (state === "Z" && Number(ppid) === process.pid) addon.reap(pid)
+      addon.reap(pid)
     } catch {
-      // Gone while we looked.
+      // Reaped meanwhile (ECHILD).
     }
   }
 }

@@ -8,7 +8,8 @@ import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as ChildProcess from "node:child_process"
-import { SpawnError } from "../UpgradeError.js"
+import type { UpgradeError } from "../UpgradeError.js"
+import { ChildExited, HealthCheckFailed, RolledBack, SpawnError, Stopped, UpgradeTimeout } from "../UpgradeError.js"
 import * as Protocol from "./protocol.js"
 import type { Handover } from "./registry.js"
 
@@ -141,3 +142,47 @@ export const spawn = (
       })
     } satisfies Child
   })
+
+/**
+ * Waits for the child to say it is ready within `timeout`, then to stay alive
+ * through `probation`. Fails with `UpgradeTimeout`, `ChildExited` (before
+ * ready), `RolledBack` (after), `HealthCheckFailed`, or `Stopped` once `stop`
+ * completes.
+ *
+ * @internal
+ */
+export const awaitReady = (
+  child: Child,
+  options: {
+    readonly timeout: Duration.Duration
+    readonly probation: Duration.Duration
+    readonly stop: Deferred.Deferred<void>
+  }
+): Effect.Effect<void, UpgradeError> =>
+  Deferred.await(child.ready).pipe(
+    Effect.raceFirst(
+      Effect.zipRight(Effect.sleep(options.timeout), new UpgradeTimeout({ pid: child.pid, timeout: options.timeout }))
+    ),
+    Effect.zipRight(
+      Duration.isZero(options.probation) ? Effect.void : Effect.logInfo("the next generation is ready; probation").pipe(
+        Effect.annotateLogs({ childPid: child.pid }),
+        Effect.zipRight(Effect.sleep(options.probation))
+      )
+    ),
+    Effect.raceFirst(Effect.flatMap(
+      Deferred.await(child.exited),
+      ({ code, signal }) =>
+        Effect.flatMap(
+          Deferred.isDone(child.ready),
+          (wasReady): Effect.Effect<never, RolledBack | ChildExited> =>
+            wasReady
+              ? new RolledBack({ pid: child.pid, code, signal, probation: options.probation })
+              : new ChildExited({ pid: child.pid, code, signal })
+        )
+    )),
+    Effect.raceFirst(Effect.flatMap(
+      Deferred.await(child.unready),
+      (reason) => new HealthCheckFailed({ pid: child.pid, reason })
+    )),
+    Effect.raceFirst(Effect.zipRight(Deferred.await(options.stop), new Stopped({ childPid: child.pid })))
+  )
