@@ -59,7 +59,7 @@ const floor = () => {
     libraryImportMs: time([
       "--input-type=module",
       "-e",
-      "await import('./dist/src/Upgrader.js'); await import('./dist/src/Fds.js'); await import('./dist/src/Drain.js')"
+      "await import('./dist/Upgrader.js'); await import('./dist/Fds.js'); await import('./dist/Drain.js')"
     ])
   }
 }

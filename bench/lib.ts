@@ -69,12 +69,12 @@ class Lines {
 }
 
 /**
- * Servers run from the JavaScript `npm run build` leaves in dist/ (as a
+ * Servers run from the JavaScript `npm run build` leaves in build/ (as a
  * deployed service would), so that start-up times are the library's and
  * Node's, not the TypeScript loader's.
  */
 const node = (script: string, args: ReadonlyArray<string>) =>
-  ChildProcess.spawn(process.execPath, [Path.join(root, "dist", script.replace(/\.ts$/, ".js")), ...args], {
+  ChildProcess.spawn(process.execPath, [Path.join(root, "build", script.replace(/\.ts$/, ".js")), ...args], {
     cwd: root,
     stdio: ["ignore", "pipe", "inherit"]
   })

@@ -9,20 +9,20 @@
  *   kill -TERM $(cat /tmp/app.pid)                 -> drain and exit 0
  */
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import * as Drain from "effect-tableflip/Drain"
+import * as Fds from "effect-tableflip/Fds"
+import * as Upgrader from "effect-tableflip/Upgrader"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import express from "express"
 import * as Http from "node:http"
 import { parseArgs } from "node:util"
-import * as Drain from "../src/Drain.js"
-import * as Fds from "../src/Fds.js"
-import * as Upgrader from "../src/Upgrader.js"
 
 const { values } = parseArgs({
   options: {
-    port: { type: "string", default: process.env.PORT ?? "8080" },
-    host: { type: "string", default: process.env.HOST ?? "127.0.0.1" },
-    "pid-file": { type: "string", default: process.env.PID_FILE }
+    port: { type: "string", default: process.env["PORT"] ?? "8080" },
+    host: { type: "string", default: process.env["HOST"] ?? "127.0.0.1" },
+    "pid-file": { type: "string", default: process.env["PID_FILE"] }
   }
 })
 

@@ -14,20 +14,20 @@ import * as HttpRouter from "@effect/platform/HttpRouter"
 import * as HttpServer from "@effect/platform/HttpServer"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import * as TableflipHttp from "effect-tableflip/HttpServer"
+import * as Upgrader from "effect-tableflip/Upgrader"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Http from "node:http"
 import { parseArgs } from "node:util"
-import * as TableflipHttp from "../src/HttpServer.js"
-import * as Upgrader from "../src/Upgrader.js"
 
 const { values } = parseArgs({
   options: {
-    port: { type: "string", default: process.env.PORT ?? "8080" },
-    host: { type: "string", default: process.env.HOST ?? "127.0.0.1" },
-    "pid-file": { type: "string", default: process.env.PID_FILE },
-    deadline: { type: "string", default: process.env.DRAIN_DEADLINE ?? "30 seconds" }
+    port: { type: "string", default: process.env["PORT"] ?? "8080" },
+    host: { type: "string", default: process.env["HOST"] ?? "127.0.0.1" },
+    "pid-file": { type: "string", default: process.env["PID_FILE"] },
+    deadline: { type: "string", default: process.env["DRAIN_DEADLINE"] ?? "30 seconds" }
   }
 })
 

@@ -20,17 +20,16 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-/* The errno's symbolic name, as Node's errors carry it in `code`. strerrorname_np is glibc 2.32+ only. */
+/* The errno's symbolic name, as Node's errors carry it in `code`. A table of our own rather than
+   glibc 2.32's strerrorname_np, so the prebuilt binary loads on any glibc since 2.14. */
 static const char *errno_name(int error) {
-#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 32))
-  return strerrorname_np(error);
-#else
   switch (error) {
     case ENOENT: return "ENOENT";
     case ECONNREFUSED: return "ECONNREFUSED";
     case EACCES: return "EACCES";
     case EPERM: return "EPERM";
     case EAGAIN: return "EAGAIN";
+    case EINPROGRESS: return "EINPROGRESS";
     case EINTR: return "EINTR";
     case EMFILE: return "EMFILE";
     case ENFILE: return "ENFILE";
@@ -44,9 +43,15 @@ static const char *errno_name(int error) {
     case EMSGSIZE: return "EMSGSIZE";
     case ENOMEM: return "ENOMEM";
     case ELOOP: return "ELOOP";
+    case ENOTDIR: return "ENOTDIR";
+    case ENAMETOOLONG: return "ENAMETOOLONG";
+    case EADDRINUSE: return "EADDRINUSE";
+    case ENOSPC: return "ENOSPC";
+    case EROFS: return "EROFS";
+    case EEXIST: return "EEXIST";
+    case ENOBUFS: return "ENOBUFS";
     default: return NULL;
   }
-#endif
 }
 
 static napi_value throw_errno(napi_env env, int error, const char *syscall) {

@@ -1,8 +1,9 @@
 /**
  * The `effect-tableflip` command:
  *
- *   effect-tableflip run [--pid-file F] [--upgrade-timeout D] [--probation D] -- <command...>
+ *   effect-tableflip run [--pid-file F] [--upgrade-timeout D] [--probation D] [--] <command...>
  *   effect-tableflip upgrade --pid-file F [--timeout D]
+ *   effect-tableflip build-native
  *
  * `run` keeps one pid for the service's whole life (a container's PID 1, a
  * terminal, supervisord): it keeps the listening sockets, starts the app as
@@ -14,67 +15,179 @@
  * exits 0 (upgraded), 1 (the upgrade failed; the old generation serves on),
  * 2 (nothing to signal) or 3 (no outcome within the timeout).
  *
+ * Arguments are parsed with `node:util`'s `parseArgs`: the command needs
+ * nothing but `effect`, so a library user installs no CLI framework.
+ *
  * @since 0.2.0
  */
-import * as Args from "@effect/cli/Args"
-import * as Command from "@effect/cli/Command"
-import * as HelpDoc from "@effect/cli/HelpDoc"
-import * as Options from "@effect/cli/Options"
-import * as ValidationError from "@effect/cli/ValidationError"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Option from "effect/Option"
+import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
+import { fileURLToPath } from "node:url"
+import { parseArgs } from "node:util"
+import * as Durations from "./internal/duration.js"
 import * as Runner from "./internal/runner.js"
 import * as PidFile from "./PidFile.js"
 
+/** One option of a subcommand: its value's type, default and meaning, for parsing and for help. */
+interface OptionSpec {
+  readonly type: "file" | "duration" | "flag"
+  readonly default?: string
+  readonly description: string
+}
+
+interface CommandSpec {
+  readonly usage: string
+  readonly description: string
+  readonly options: Readonly<Record<string, OptionSpec>>
+}
+
+const HELP: OptionSpec = { type: "flag", description: "print this help" }
+
+const COMMANDS = {
+  run: {
+    usage: "effect-tableflip run [options] [--] <command> [args...]",
+    description: "Runs an app under a runner that keeps one pid, holds its listeners and upgrades it on SIGHUP.\n" +
+      "SIGTERM or SIGINT (Ctrl-C) stops the app (it drains) and the runner exits with its exit code.",
+    options: {
+      "pid-file": { type: "file", description: "write the runner's pid here, and each upgrade's outcome beside it" },
+      "upgrade-timeout": {
+        type: "duration",
+        default: "1min",
+        description: "how long a new generation has to become ready"
+      },
+      probation: {
+        type: "duration",
+        default: "0s",
+        description: "how long a ready generation must stay alive before its predecessor stops"
+      },
+      help: HELP
+    }
+  },
+  upgrade: {
+    usage: "effect-tableflip upgrade --pid-file <file> [options]",
+    description: "Sends SIGHUP to the process in a PID file and waits for the outcome it records.\n" +
+      "Exits 0 (upgraded), 1 (the upgrade failed; the old generation serves on), 2 (nothing to signal)\n" +
+      "or 3 (no outcome within the timeout).",
+    options: {
+      "pid-file": { type: "file", description: "the PID file of the app or the runner (required)" },
+      timeout: { type: "duration", default: "2min", description: "how long to wait for the outcome" },
+      help: HELP
+    }
+  },
+  "build-native": {
+    usage: "effect-tableflip build-native",
+    description: "Builds the native addon for this platform (the package ships it for linux-x64 only).\n" +
+      "Needs a C compiler, python3 and make.",
+    options: { help: HELP }
+  }
+} satisfies Record<string, CommandSpec>
+
+type Name = keyof typeof COMMANDS
+
+const VERSION = "0.2.0"
+
+const usage = (): string =>
+  [
+    `effect-tableflip ${VERSION}: zero-downtime upgrades for Node.js services`,
+    "",
+    ...Object.values(COMMANDS).map((spec) => `  ${spec.usage}`),
+    "",
+    "effect-tableflip <command> --help describes each command. Durations: " + Durations.FORMS + "."
+  ].join("\n")
+
+const commandHelp = (spec: CommandSpec): string => {
+  const rows = Object.entries(spec.options).map(([name, option]) => {
+    const value = option.type === "flag" ? "" : ` <${option.type}>`
+    const fallback = option.default === undefined ? "" : ` (default: ${option.default})`
+    return [`  --${name}${value}`, `${option.description}${fallback}`] as const
+  })
+  const width = Math.max(...rows.map(([left]) => left.length)) + 2
+  return [
+    `Usage: ${spec.usage}`,
+    "",
+    spec.description,
+    "",
+    "Options:",
+    ...rows.map(([left, right]) => `${left.padEnd(width)}${right}`)
+  ].join("\n")
+}
+
+/** A command line the CLI refuses: printed with a pointer to the help, exit code 2. */
+class UsageError {
+  constructor(readonly message: string) {}
+}
+
 /**
- * The exit code the command chose; `bin` exits with it.
- *
- * @since 0.2.0
- * @category models
+ * `run`'s options end at `--` or at the first word that is not an option, so
+ * the app's own flags are never taken for the runner's.
  */
-export const exitCode = { current: 0 }
+const splitRun = (args: ReadonlyArray<string>): [ReadonlyArray<string>, ReadonlyArray<string>] => {
+  const dashes = args.indexOf("--")
+  let i = 0
+  while (i < args.length && args[i]!.startsWith("-") && i !== dashes) {
+    i += args[i]!.includes("=") || args[i] === "--help" || args[i] === "-h" ? 1 : 2
+  }
+  if (dashes !== -1 && dashes <= i) return [args.slice(0, dashes), args.slice(dashes + 1)]
+  return [args.slice(0, i), args.slice(i)]
+}
 
-const duration = (name: string, fallback: string) =>
-  Options.text(name).pipe(
-    Options.withDefault(fallback),
-    Options.mapEffect((text) =>
-      Effect.try({
-        try: () => Duration.decode(text as Duration.DurationInput),
-        catch: () => `--${name}: ${JSON.stringify(text)} is not a duration (try "30 seconds")`
-      }).pipe(Effect.mapError((message) => ValidationError.invalidValue(HelpDoc.p(message))))
-    )
-  )
+const parseOptions = (name: Name, args: ReadonlyArray<string>, positionals: boolean) => {
+  const spec: CommandSpec = COMMANDS[name]
+  let parsed
+  try {
+    parsed = parseArgs({
+      args: [...args],
+      strict: true,
+      allowPositionals: positionals,
+      options: Object.fromEntries(
+        Object.entries(spec.options).map((
+          [key, option]
+        ) => [key, option.type === "flag" ? { type: "boolean" as const } : { type: "string" as const }])
+      )
+    })
+  } catch (error) {
+    const message = (error as Error).message.replace(/\. To specify a positional.*$/s, "")
+    throw new UsageError(`effect-tableflip ${name}: ${message}`)
+  }
+  const values = parsed.values as Record<string, string | boolean | undefined>
+  const duration = (key: string): Duration.Duration => {
+    const text = (values[key] as string | undefined) ?? spec.options[key]!.default!
+    const parsedDuration = Durations.parse(text)
+    if (parsedDuration === undefined) {
+      throw new UsageError(
+        `effect-tableflip ${name}: --${key} ${JSON.stringify(text)} is not a duration; use ${Durations.FORMS}`
+      )
+    }
+    return parsedDuration
+  }
+  return { help: values.help === true, file: (key: string) => values[key] as string | undefined, duration }
+}
 
-const run = Command.make("run", {
-  pidFile: Options.file("pid-file").pipe(
-    Options.withDescription("write the runner's pid here, and the outcome of each upgrade beside it"),
-    Options.optional
-  ),
-  upgradeTimeout: duration("upgrade-timeout", "1 minute"),
-  probation: duration("probation", "0 millis"),
-  command: Args.text({ name: "command" }).pipe(Args.atLeast(1))
-}, (options) =>
-  Runner.run({
-    command: options.command,
-    pidFile: Option.getOrUndefined(Option.map(options.pidFile, (path) => Path.resolve(path))),
-    upgradeTimeout: options.upgradeTimeout,
-    probation: options.probation
+const say = (code: number, text: string) =>
+  Effect.sync(() => {
+    ;(code === 0 ? process.stdout : process.stderr).write(`${text}\n`)
+    return code
+  })
+
+const run = (args: ReadonlyArray<string>) => {
+  const [flags, command] = splitRun(args)
+  const options = parseOptions("run", flags, false)
+  if (options.help) return say(0, commandHelp(COMMANDS.run))
+  if (command.length === 0) throw new UsageError("effect-tableflip run: no command to run")
+  const pidFile = options.file("pid-file")
+  return Runner.run({
+    command,
+    pidFile: pidFile === undefined ? undefined : Path.resolve(pidFile),
+    upgradeTimeout: options.duration("upgrade-timeout"),
+    probation: options.duration("probation")
   }).pipe(
-    Effect.tap((code) => {
-      exitCode.current = code
-    }),
-    Effect.tapError((error) =>
-      Effect.sync(() => {
-        exitCode.current = 1
-        process.stderr.write(`effect-tableflip run: ${error.message}\n`)
-      })
-    ),
-    Effect.ignore,
+    Effect.catchAll((error) => say(1, `effect-tableflip run: ${error.message}`)),
     Effect.scoped
-  )).pipe(Command.withDescription("run an app under a runner that keeps one pid and upgrades it on SIGHUP"))
+  )
+}
 
 /** Waits until the outcome file records an attempt by `pid` that began at or after `since`. */
 const awaitOutcome = (pidFile: string, pid: number, since: number) =>
@@ -98,16 +211,13 @@ const awaitOutcome = (pidFile: string, pid: number, since: number) =>
     return Effect.sync(() => watcher.close())
   })
 
-const upgrade = Command.make("upgrade", {
-  pidFile: Options.file("pid-file").pipe(Options.withDescription("the PID file of the app or the runner")),
-  timeout: duration("timeout", "2 minutes")
-}, ({ pidFile, timeout }) =>
+const upgrade = (args: ReadonlyArray<string>) =>
   Effect.gen(function*() {
-    const say = (code: number, text: string) =>
-      Effect.sync(() => {
-        exitCode.current = code
-        ;(code === 0 ? process.stdout : process.stderr).write(`${text}\n`)
-      })
+    const options = parseOptions("upgrade", args, false)
+    if (options.help) return yield* say(0, commandHelp(COMMANDS.upgrade))
+    const pidFile = options.file("pid-file")
+    if (pidFile === undefined) throw new UsageError("effect-tableflip upgrade: --pid-file is required")
+    const timeout = options.duration("timeout")
     const pid = yield* Effect.either(PidFile.read(pidFile))
     if (pid._tag === "Left") return yield* say(2, pid.left.message)
     const since = Date.now()
@@ -124,20 +234,44 @@ const upgrade = Command.make("upgrade", {
     return yield* outcome.value.outcome === "upgraded"
       ? say(0, `upgraded: pid ${pid.right} -> ${child}`)
       : say(1, `upgrade failed: ${error?._tag}: ${error?.message}`)
-  })).pipe(Command.withDescription("upgrade the process in a PID file and wait for the outcome"))
+  })
+
+const buildNative = (args: ReadonlyArray<string>) =>
+  Effect.suspend(() => {
+    if (parseOptions("build-native", args, false).help) return say(0, commandHelp(COMMANDS["build-native"]))
+    // The script sits one level above this module, in src/ and dist/ alike.
+    const script = fileURLToPath(new URL("../scripts/build-native.mjs", import.meta.url))
+    const result = ChildProcess.spawnSync(process.execPath, [script], { stdio: "inherit" })
+    return Effect.succeed(result.status ?? 1)
+  })
 
 /**
- * The `effect-tableflip` command with its subcommands.
+ * Parses `argv` (as `process.argv`: node, script, then the arguments), runs
+ * the command and succeeds with the exit code to exit with. A command line it
+ * cannot parse prints what is wrong and exits 2.
  *
  * @since 0.2.0
  * @category commands
  */
-export const command = Command.make("effect-tableflip").pipe(Command.withSubcommands([run, upgrade]))
-
-/**
- * Parses `argv` (as `process.argv`) and runs the command.
- *
- * @since 0.2.0
- * @category commands
- */
-export const main = Command.run(command, { name: "effect-tableflip", version: "0.2.0" })
+export const main = (argv: ReadonlyArray<string>): Effect.Effect<number> =>
+  Effect.suspend(() => {
+    const [name, ...args] = argv.slice(2)
+    if (name === undefined || name === "--help" || name === "-h" || name === "help") return say(0, usage())
+    if (name === "--version" || name === "-v") return say(0, VERSION)
+    switch (name) {
+      case "run":
+        return run(args)
+      case "upgrade":
+        return upgrade(args)
+      case "build-native":
+        return buildNative(args)
+      default:
+        throw new UsageError(`effect-tableflip: unknown command ${JSON.stringify(name)}`)
+    }
+  }).pipe(
+    Effect.catchAllDefect((defect) =>
+      defect instanceof UsageError
+        ? say(2, `${defect.message}\n(see effect-tableflip ${argv[2] ?? ""} --help)`.replace("  ", " "))
+        : Effect.die(defect)
+    )
+  )

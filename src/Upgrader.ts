@@ -20,15 +20,17 @@
  */
 import * as Cause from "effect/Cause"
 import * as Config from "effect/Config"
-import type * as ConfigError from "effect/ConfigError"
+import * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import type * as Scope from "effect/Scope"
 import * as Fds from "./Fds.js"
+import * as Durations from "./internal/duration.js"
 import * as Lifecycle from "./internal/lifecycle.js"
 import type { HandoverError, NotSupported, PidFileError, StateError, UpgradeError } from "./UpgradeError.js"
 import { HealthCheckFailed } from "./UpgradeError.js"
@@ -260,20 +262,29 @@ const describeCause = (error: unknown): string =>
     ? String((error as { message: unknown }).message)
     : String(error)
 
+/** A duration in either spelling; a wrong one names the variable (Config adds it) and the forms. */
+const durationConfig = (name: string): Config.Config<Duration.Duration> =>
+  Config.string(name).pipe(Config.mapOrFail((text) => {
+    const duration = Durations.parse(text)
+    return duration === undefined
+      ? Either.left(ConfigError.InvalidData([], `${JSON.stringify(text)} is not a duration; use ${Durations.FORMS}`))
+      : Either.right(duration)
+  }))
+
 /**
  * Settings from the environment: `TABLEFLIP_UPGRADE_TIMEOUT` and
- * `TABLEFLIP_PROBATION` (durations such as `30 seconds`) and
- * `TABLEFLIP_PID_FILE`.
+ * `TABLEFLIP_PROBATION` (durations as systemd spells them, `5s`, `1min`,
+ * `500ms`, or as Effect does, `30 seconds`) and `TABLEFLIP_PID_FILE`.
  *
  * @since 0.1.0
  * @category config
  */
 export const config: Config.Config<Options> = Config.all({
-  upgradeTimeout: Config.duration("TABLEFLIP_UPGRADE_TIMEOUT").pipe(
+  upgradeTimeout: durationConfig("TABLEFLIP_UPGRADE_TIMEOUT").pipe(
     Config.withDefault(Lifecycle.DEFAULT_UPGRADE_TIMEOUT)
   ),
   pidFile: Config.option(Config.string("TABLEFLIP_PID_FILE")),
-  probation: Config.duration("TABLEFLIP_PROBATION").pipe(Config.withDefault(Duration.zero))
+  probation: durationConfig("TABLEFLIP_PROBATION").pipe(Config.withDefault(Duration.zero))
 }).pipe(Config.map(({ pidFile, probation, upgradeTimeout }) => ({
   upgradeTimeout,
   probation,

@@ -6,7 +6,6 @@
  */
 import * as Fs from "node:fs"
 import { createRequire } from "node:module"
-import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 
 /** @internal */
@@ -32,24 +31,34 @@ export interface Addon {
 
 let loaded: { readonly addon: Addon | undefined; readonly reason: string } | undefined
 
-/** The addon, or why it is not there. */
+/**
+ * Where the addon is looked for: `EFFECT_TABLEFLIP_ADDON` if set (a bundle or a snapshot that
+ * moved the file), else `prebuilds/<platform>-<arch>/tableflip.node` in the package root, two
+ * levels above this module in both `src/internal/` and `dist/internal/`.
+ */
+export const path = (): string =>
+  process.env.EFFECT_TABLEFLIP_ADDON ??
+    fileURLToPath(new URL(`../../prebuilds/${process.platform}-${process.arch}/tableflip.node`, import.meta.url))
+
+/** The addon, or why it is not there (a sentence naming the command that builds it). */
 export const load = (): { readonly addon: Addon | undefined; readonly reason: string } => {
   if (loaded !== undefined) return loaded
   if (process.env.EFFECT_TABLEFLIP_NATIVE === "0") {
     loaded = { addon: undefined, reason: "the native addon is disabled (EFFECT_TABLEFLIP_NATIVE=0)" }
     return loaded
   }
-  // The package root is the nearest directory up from here with binding.gyp (src/ or dist/src/ below it).
-  let dir = Path.dirname(fileURLToPath(import.meta.url))
-  while (!Fs.existsSync(Path.join(dir, "binding.gyp")) && Path.dirname(dir) !== dir) dir = Path.dirname(dir)
-  const file = Path.join(dir, "build", "Release", "tableflip.node")
+  const file = path()
   try {
     loaded = { addon: createRequire(import.meta.url)(file) as Addon, reason: "" }
   } catch (error) {
+    const missing = !Fs.existsSync(file)
     loaded = {
       addon: undefined,
-      reason: `the native addon ${file} could not be loaded (${(error as Error).message.split("\n")[0]}); ` +
-        "`npm rebuild effect-tableflip` builds it where a C compiler is installed"
+      reason: missing
+        ? `the native addon is not built for ${process.platform}-${process.arch} (${file} is missing); ` +
+          "`npx effect-tableflip build-native` builds it where a C compiler is installed"
+        : `the native addon ${file} could not be loaded (${(error as Error).message.split("\n")[0]}); ` +
+          "`npx effect-tableflip build-native` rebuilds it where a C compiler is installed"
     }
   }
   return loaded

@@ -248,6 +248,11 @@ export const run = Effect.fnUntraced(function*(options: Options) {
       })
   )
 
+  if (process.pid === 1 && Native.load().addon === undefined) {
+    yield* Effect.logWarning(
+      `running as PID 1 without the native addon, so orphans of the app stay zombies: ${Native.load().reason}`
+    )
+  }
   if (options.pidFile !== undefined) yield* PidFile.write(options.pidFile)
   const first = yield* start(1, undefined)
   const ready = yield* Effect.exit(awaitReady(first))

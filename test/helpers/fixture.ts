@@ -44,11 +44,15 @@ export class Run {
       readonly launcher?: ReadonlyArray<string>
       /** In a process group of its own, as a shell's foreground job: `process.kill(-pid)` signals the group. */
       readonly detached?: boolean
+      /** JavaScript run with plain `node`, as a user runs a package's build, instead of TypeScript through tsx. */
+      readonly plain?: boolean
+      readonly cwd?: string
     } = {}
   ) {
-    const command = [...(options.launcher ?? []), process.execPath, "--import", "tsx", file, ...args]
+    const runtime = options.plain === true ? [process.execPath] : [process.execPath, "--import", "tsx"]
+    const command = [...(options.launcher ?? []), ...runtime, file, ...args]
     this.process = ChildProcess.spawn(command[0]!, command.slice(1), {
-      cwd: root,
+      cwd: options.cwd ?? root,
       env: { ...process.env, ...options.env, [MARK]: this.#mark },
       stdio: ["ignore", "pipe", "pipe", ...(options.extraStdio ?? [])],
       detached: options.detached ?? false

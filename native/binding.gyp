@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "tableflip",
-      "sources": ["native/tableflip.c"],
+      "sources": ["tableflip.c"],
       "cflags": ["-Wall", "-Wextra", "-O2"],
       "defines": ["NAPI_VERSION=8"]
     }
