@@ -13,7 +13,9 @@
  * `upgrade` signals the process in a PID file (an app, or a runner), waits
  * for the outcome that process records beside the PID file, prints it, and
  * exits 0 (upgraded), 1 (the upgrade failed; the old generation serves on),
- * 2 (nothing to signal) or 3 (no outcome within the timeout).
+ * 2 (no PID file to read), 3 (no outcome within the timeout) or 4 (the PID
+ * file is stale: its process is gone, or the pid now names another process,
+ * which is never signalled).
  *
  * Arguments are parsed with `node:util`'s `parseArgs`: the command needs
  * nothing but `effect`, so a library user installs no CLI framework.
@@ -28,6 +30,7 @@ import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 import { parseArgs } from "node:util"
 import * as Durations from "./internal/duration.js"
+import * as Procfs from "./internal/procfs.js"
 import * as Runner from "./internal/runner.js"
 import * as PidFile from "./PidFile.js"
 
@@ -69,8 +72,9 @@ const COMMANDS = {
   upgrade: {
     usage: "effect-tableflip upgrade --pid-file <file> [options]",
     description: "Sends SIGHUP to the process in a PID file and waits for the outcome it records.\n" +
-      "Exits 0 (upgraded), 1 (the upgrade failed; the old generation serves on), 2 (nothing to signal)\n" +
-      "or 3 (no outcome within the timeout).",
+      "Exits 0 (upgraded), 1 (the upgrade failed; the old generation serves on), 2 (no PID file to read),\n" +
+      "3 (no outcome within the timeout) or 4 (a stale PID file: its process is gone or the pid was reused;\n" +
+      "nothing is signalled).",
     options: {
       "pid-file": { type: "file", description: "the PID file of the app or the runner (required)" },
       timeout: { type: "duration", default: "2min", description: "how long to wait for the outcome" },
@@ -189,26 +193,76 @@ const run = (args: ReadonlyArray<string>) => {
   )
 }
 
-/** Waits until the outcome file records an attempt by `pid` that began at or after `since`. */
-const awaitOutcome = (pidFile: string, pid: number, since: number) =>
-  Effect.async<PidFile.Outcome>((resume) => {
+/** The process `upgrade` signalled, as /proc identifies it. */
+interface Target {
+  readonly pid: number
+  readonly uid: number
+  readonly startTicks: number
+  readonly startedAt: number
+}
+
+/**
+ * Whether `outcome`, read from a file owned by `owner`, answers a SIGHUP sent
+ * at `since` to the process `pid` (running as `uid`, started at `startedAt`).
+ * It does when that process wrote it (the file is root's or the process
+ * user's, and the attempt began after the process started) and the attempt
+ * began after the signal, or the process has handed over for good: then the
+ * upgrade in flight when the signal came is the one that served it.
+ */
+const answers = (
+  outcome: PidFile.Outcome,
+  owner: number,
+  target: Target,
+  since: number
+): boolean =>
+  (owner === 0 || owner === target.uid) &&
+  outcome.pid === target.pid &&
+  outcome.startedAt >= target.startedAt - 50 &&
+  (outcome.startedAt >= since || (outcome.outcome === "upgraded" && outcome.handedOver === true))
+
+/** The outcome file's record and owner, if it can be read and parsed. */
+const readOutcome = (file: string): { readonly outcome: PidFile.Outcome; readonly owner: number } | undefined => {
+  try {
+    const fd = Fs.openSync(file, "r")
+    try {
+      const owner = Fs.fstatSync(fd).uid
+      const outcome = JSON.parse(Fs.readFileSync(fd, "utf8")) as PidFile.Outcome
+      return typeof outcome === "object" && outcome !== null ? { outcome, owner } : undefined
+    } finally {
+      Fs.closeSync(fd)
+    }
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * Waits for the outcome that answers a SIGHUP sent at `since`, or for the
+ * process to exit without one. The outcome is renamed into place, so the
+ * directory is watched; the process's exit has no event Node can wait on, so
+ * it is checked each second.
+ */
+const awaitOutcome = (pidFile: string, target: Target, since: number) =>
+  Effect.async<PidFile.Outcome | "exited">((resume) => {
     const file = PidFile.outcomePath(pidFile)
     const check = () => {
-      let outcome: PidFile.Outcome
-      try {
-        outcome = JSON.parse(Fs.readFileSync(file, "utf8")) as PidFile.Outcome
-      } catch {
-        return
-      }
-      if (outcome.pid === pid && outcome.startedAt >= since) {
-        watcher.close()
-        resume(Effect.succeed(outcome))
+      const read = readOutcome(file)
+      if (read !== undefined && answers(read.outcome, read.owner, target, since)) {
+        done()
+        resume(Effect.succeed(read.outcome))
+      } else if (Procfs.processIdentity(target.pid)?.startTicks !== target.startTicks) {
+        done()
+        resume(Effect.succeed("exited"))
       }
     }
-    // The outcome is renamed into place: watch the directory, not the file.
     const watcher = Fs.watch(Path.dirname(file), check)
+    const interval = setInterval(check, 1000)
+    const done = () => {
+      watcher.close()
+      clearInterval(interval)
+    }
     check()
-    return Effect.sync(() => watcher.close())
+    return Effect.sync(done)
   })
 
 const upgrade = (args: ReadonlyArray<string>) =>
@@ -218,21 +272,35 @@ const upgrade = (args: ReadonlyArray<string>) =>
     const pidFile = options.file("pid-file")
     if (pidFile === undefined) throw new UsageError("effect-tableflip upgrade: --pid-file is required")
     const timeout = options.duration("timeout")
-    const pid = yield* Effect.either(PidFile.read(pidFile))
-    if (pid._tag === "Left") return yield* say(2, pid.left.message)
+    const verified = yield* Effect.either(PidFile.verify(pidFile))
+    if (verified._tag === "Left") {
+      return yield* say(verified.left._tag === "StalePidFile" ? 4 : 2, verified.left.message)
+    }
+    const pid = verified.right
+    const identity = Procfs.processIdentity(pid)
     const since = Date.now()
     try {
-      process.kill(pid.right, "SIGHUP")
+      if (identity === undefined) throw Object.assign(new Error("gone"), { code: "ESRCH" })
+      process.kill(pid, "SIGHUP")
     } catch (error) {
-      return yield* say(2, `cannot signal pid ${pid.right} from ${pidFile}: ${(error as NodeJS.ErrnoException).code}`)
+      const code = (error as NodeJS.ErrnoException).code
+      return yield* code === "ESRCH"
+        ? say(4, `pid ${pid} from ${pidFile} exited before it could be signalled`)
+        : say(2, `cannot signal pid ${pid} from ${pidFile}: ${code} (${(error as Error).message})`)
     }
-    const outcome = yield* awaitOutcome(pidFile, pid.right, since).pipe(Effect.timeout(timeout), Effect.option)
+    const outcome = yield* awaitOutcome(pidFile, { pid, ...identity! }, since).pipe(
+      Effect.timeout(timeout),
+      Effect.option
+    )
     if (outcome._tag === "None") {
-      return yield* say(3, `no outcome from pid ${pid.right} within ${Duration.format(timeout)}`)
+      return yield* say(3, `no outcome from pid ${pid} within ${Duration.format(timeout)}`)
+    }
+    if (outcome.value === "exited") {
+      return yield* say(1, `pid ${pid} exited without recording the outcome of its upgrade`)
     }
     const { child, error } = outcome.value
     return yield* outcome.value.outcome === "upgraded"
-      ? say(0, `upgraded: pid ${pid.right} -> ${child}`)
+      ? say(0, `upgraded: pid ${pid} -> ${child}`)
       : say(1, `upgrade failed: ${error?._tag}: ${error?.message}`)
   })
 

@@ -12,7 +12,8 @@
 import * as Effect from "effect/Effect"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
-import { PidFileError } from "./UpgradeError.js"
+import * as Procfs from "./internal/procfs.js"
+import { PidFileError, StalePidFile } from "./UpgradeError.js"
 
 /**
  * Writes `pid` (decimal, newline-terminated, mode 0644) to `path` atomically.
@@ -41,6 +42,12 @@ export interface Outcome {
   readonly startedAt: number
   readonly endedAt: number
   readonly outcome: "upgraded" | "failed"
+  /**
+   * The recording process handed its service over for good (an app's
+   * generation that upgraded): every later signal to it is answered by this
+   * record. A runner, which upgrades again and again, never sets it.
+   */
+  readonly handedOver?: boolean | undefined
   /** The new generation's pid, when it upgraded. */
   readonly child?: number | undefined
   /** The typed error's tag and message, when it failed. */
@@ -83,8 +90,82 @@ export const read = (path: string): Effect.Effect<number, PidFileError> =>
       }
       return pid
     },
-    catch: (cause) => new PidFileError({ path, cause })
+    catch: (cause) => new PidFileError({ path, cause, operation: "read" })
   })
+
+/**
+ * How far a process's start may follow the write of its PID file: the kernel
+ * counts start times in 10 ms ticks, and a process always starts before it
+ * can write its own pid.
+ */
+const START_SLACK_MS = 100
+
+/**
+ * Reads the pid in `path` and proves it names the process that wrote it: the
+ * process runs, it started before the file was last written (a pid reused
+ * after a crash started later), and the file belongs to root or to the user
+ * the process runs as. Linux only (it reads /proc); elsewhere it is `read`.
+ *
+ * @since 0.3.0
+ * @category constructors
+ */
+export const verify = (path: string): Effect.Effect<number, PidFileError | StalePidFile> =>
+  Effect.flatMap(read(path), (pid) =>
+    Effect.suspend((): Effect.Effect<number, PidFileError | StalePidFile> => {
+      if (!Fs.existsSync("/proc/self/stat")) return Effect.succeed(pid)
+      let stat: Fs.Stats
+      try {
+        stat = Fs.statSync(path)
+      } catch (cause) {
+        return Effect.fail(new PidFileError({ path, cause, operation: "read" }))
+      }
+      const identity = Procfs.processIdentity(pid)
+      if (identity === undefined) {
+        return Effect.fail(new StalePidFile({ path, pid, reason: "NotRunning", detail: "" }))
+      }
+      if (identity.startedAt > stat.mtimeMs + START_SLACK_MS) {
+        return Effect.fail(
+          new StalePidFile({
+            path,
+            pid,
+            reason: "Reused",
+            detail: `written ${new Date(stat.mtimeMs).toISOString()}, pid started ${
+              new Date(identity.startedAt).toISOString()
+            }`
+          })
+        )
+      }
+      if (stat.uid !== 0 && stat.uid !== identity.uid) {
+        return Effect.fail(
+          new StalePidFile({
+            path,
+            pid,
+            reason: "Owner",
+            detail: `it belongs to uid ${stat.uid} but pid ${pid} runs as uid ${identity.uid}`
+          })
+        )
+      }
+      return Effect.succeed(pid)
+    }))
+
+/**
+ * Removes `path` if it still names `pid`: a service that stops for good takes
+ * its PID file with it, and never one a newer generation has written since.
+ *
+ * @since 0.3.0
+ * @category constructors
+ */
+export const removeIfOwn = (path: string, pid: number = process.pid): Effect.Effect<boolean, PidFileError> =>
+  Effect.flatMap(Effect.either(read(path)), (current) =>
+    current._tag === "Left" || current.right !== pid
+      ? Effect.succeed(false)
+      : Effect.try({
+        try: () => {
+          Fs.rmSync(path, { force: true })
+          return true
+        },
+        catch: (cause) => new PidFileError({ path, cause, operation: "remove" })
+      }))
 
 const writeAtomic = (path: string, text: string): void => {
   const dir = Path.dirname(path)

@@ -313,9 +313,40 @@ export class ListenError extends Data.TaggedError("ListenError")<{
 export class PidFileError extends Data.TaggedError("PidFileError")<{
   readonly path: string
   readonly cause: unknown
+  /** What was being done to the file; `write` when absent. */
+  readonly operation?: "read" | "write" | "remove" | undefined
 }> {
   override get message(): string {
-    return `cannot write PID file ${this.path}: ${describe(this.cause)}`
+    return `cannot ${this.operation ?? "write"} PID file ${this.path}: ${describe(this.cause)}`
+  }
+}
+
+/**
+ * A PID file that does not name the process that wrote it, so nothing may be
+ * signalled through it: the process is gone (`NotRunning`: the service
+ * stopped or crashed), the pid now belongs to a process that started after
+ * the file was written (`Reused`), or the file's owner is neither root nor
+ * the user the process runs as (`Owner`: someone else could have planted it).
+ *
+ * @since 0.3.0
+ * @category errors
+ */
+export class StalePidFile extends Data.TaggedError("StalePidFile")<{
+  readonly path: string
+  readonly pid: number
+  readonly reason: "NotRunning" | "Reused" | "Owner"
+  readonly detail: string
+}> {
+  override get message(): string {
+    switch (this.reason) {
+      case "NotRunning":
+        return `the PID file ${this.path} is stale: pid ${this.pid} is not running (the service stopped or crashed)`
+      case "Reused":
+        return `the PID file ${this.path} is stale: pid ${this.pid} is another process that started after the file ` +
+          `was written (${this.detail}); refusing to signal it`
+      case "Owner":
+        return `the PID file ${this.path} cannot be trusted: ${this.detail}; refusing to signal pid ${this.pid}`
+    }
   }
 }
 

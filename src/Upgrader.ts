@@ -314,7 +314,8 @@ export const layerConfig = (
 /**
  * Upgrades on a signal (SIGHUP by default) and logs the outcome; a failed
  * upgrade leaves this generation serving. Signals that arrive during an
- * upgrade are folded into one more attempt after it.
+ * upgrade are folded into one more attempt after it, and a signal to a new
+ * generation whose predecessor still drains waits for that drain.
  *
  * Once the layer is released the signal stays ignored, so a late SIGHUP can
  * never kill a generation that is draining.
@@ -338,6 +339,9 @@ export const layerSignal = (signal: NodeJS.Signals = "SIGHUP"): Layer.Layer<neve
         })
     )
     yield* Queue.take(requests).pipe(
+      // A signal to a new generation whose predecessor still drains (a second deploy hook, say)
+      // is an upgrade after that drain, not a ParentNotExited the operator has to retry.
+      Effect.zipRight(upgrader.waitForParent),
       Effect.zipRight(
         upgrader.upgrade.pipe(
           Effect.matchCauseEffect({

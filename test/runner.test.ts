@@ -3,29 +3,15 @@
  * them: real runner, real app generations, real signals.
  */
 import { assert, describe, it } from "@effect/vitest"
-import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Http from "node:http"
 import * as Path from "node:path"
 import type { Plan } from "./fixtures/generation.js"
-import { askPid, freePort, generations, isAlive, root, Run, tempDir, writePlan } from "./helpers/fixture.js"
+import { cli } from "./helpers/cli.js"
+import { askPid, freePort, generations, isAlive, Run, tempDir, writePlan } from "./helpers/fixture.js"
 import { get, load } from "./helpers/http.js"
 
 const { start, track } = generations()
-
-/** Runs the CLI to completion. */
-const cli = (args: ReadonlyArray<string>) =>
-  new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-    const child = ChildProcess.spawn(process.execPath, ["--import", "tsx", "src/bin.ts", ...args], {
-      cwd: root,
-      stdio: ["ignore", "pipe", "pipe"]
-    })
-    let stdout = ""
-    let stderr = ""
-    child.stdout.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk))
-    child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk))
-    child.once("exit", (code) => resolve({ code, stdout, stderr }))
-  })
 
 /** The runner on the platform example; resolves once generation 1 serves. */
 const runExample = async (options: { readonly detached?: boolean } = {}) => {

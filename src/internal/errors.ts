@@ -85,14 +85,16 @@ export const revive = (error: Serialized): UpgradeError => {
 export const recordOutcome = (
   pidFile: string,
   startedAt: number,
-  exit: Exit.Exit<{ readonly pid: number }, UpgradeError>
+  exit: Exit.Exit<{ readonly pid: number }, UpgradeError>,
+  /** An app's generation hands over for good; a runner upgrades again. */
+  handsOver: boolean
 ): Effect.Effect<void> =>
   PidFile.writeOutcome(pidFile, {
     pid: process.pid,
     startedAt,
     endedAt: Date.now(),
     ...(Exit.isSuccess(exit)
-      ? { outcome: "upgraded", child: exit.value.pid }
+      ? { outcome: "upgraded", child: exit.value.pid, handedOver: handsOver }
       : {
         outcome: "failed",
         error: Option.match(Cause.failureOption(exit.cause), {

@@ -349,7 +349,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
       (Exit.isFailure(exit) &&
         (Cause.squash(exit.cause) instanceof UpgradeInProgress || Cause.squash(exit.cause) instanceof AlreadyUpgraded))
       ? Effect.void
-      : UpgradeErrors.recordOutcome(pidFile, startedAt, exit)
+      : UpgradeErrors.recordOutcome(pidFile, startedAt, exit, true)
 
   const upgradeSteps = (startedAt: number) =>
     Effect.gen(function*() {
@@ -383,6 +383,10 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     // and its `upgrade` caller has its Stopped error.
     if (pending !== undefined) yield* Fiber.await(pending)
     yield* Deferred.succeed(exitReason, "stopped")
+    // Stopped for good: the PID file goes too, unless a newer process has written it since.
+    if (pidFile !== undefined && !supervised) {
+      yield* PidFile.removeIfOwn(pidFile).pipe(Effect.catchAll((error) => Effect.logWarning(error.message)))
+    }
     yield* Effect.logInfo("stopped").pipe(annotate)
   })
 

@@ -43,6 +43,31 @@ export const processStat = (pid: number): { readonly state: string; readonly ppi
   }
 }
 
+/**
+ * When a process started (ms since the epoch, to within the kernel's 10 ms
+ * tick) and the user it runs as, or `undefined` when it does not exist.
+ * A pid is reused; a pid and its start (`startTicks`, exact, where
+ * `startedAt` varies by a tick from call to call) are not.
+ */
+export const processIdentity = (
+  pid: number
+): { readonly startTicks: number; readonly startedAt: number; readonly uid: number } | undefined => {
+  try {
+    const stat = Fs.readFileSync(`/proc/${pid}/stat`, "utf8")
+    // Field 22, starttime, in clock ticks since boot; the fields after the command name start at 3.
+    const ticks = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19])
+    const uid = Number(/^Uid:\s+(\d+)/m.exec(Fs.readFileSync(`/proc/${pid}/status`, "utf8"))?.[1])
+    // USER_HZ is 100 on every architecture Linux runs Node on; /proc/uptime has the same 10 ms grain.
+    const uptime = Number(Fs.readFileSync("/proc/uptime", "utf8").split(" ")[0])
+    const bootedAt = Date.now() - uptime * 1000
+    return Number.isFinite(ticks) && Number.isFinite(uid) && Number.isFinite(uptime)
+      ? { startTicks: ticks, startedAt: bootedAt + ticks * 10, uid }
+      : undefined
+  } catch {
+    return undefined
+  }
+}
+
 /** The sockfs inode of an open fd, or `undefined` if it is not a socket. */
 export const socketInode = (fd: number): string | undefined => {
   try {

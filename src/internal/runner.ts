@@ -173,7 +173,7 @@ export const run = Effect.fnUntraced(function*(options: Options) {
     return upgrade.pipe(
       Effect.tapError((error) => Effect.logWarning("upgrade failed", error.message)),
       Effect.onExit((exit) =>
-        options.pidFile === undefined ? Effect.void : Errors.recordOutcome(options.pidFile, startedAt, exit)
+        options.pidFile === undefined ? Effect.void : Errors.recordOutcome(options.pidFile, startedAt, exit, false)
       )
     )
   })
@@ -272,6 +272,9 @@ export const run = Effect.fnUntraced(function*(options: Options) {
   yield* stop("exit")
   yield* Effect.forEach([...live], (child) => Deferred.await(child.exited), { discard: true })
   for (const { handle } of held.values()) Handles.closeHandle(handle)
+  if (options.pidFile !== undefined) {
+    yield* PidFile.removeIfOwn(options.pidFile).pipe(Effect.catchAll((error) => Effect.logWarning(error.message)))
+  }
   return code
 })
 
