@@ -48,7 +48,7 @@ const main = Effect.gen(function*() {
 })
 
 const UpgraderLive = Upgrader.layerSignal().pipe(
-  Layer.provideMerge(Upgrader.layer({ pidFile: values["pid-file"] }))
+  Layer.provideMerge(Upgrader.layerConfig({ pidFile: values["pid-file"] }))
 )
 
 main.pipe(Effect.scoped, Effect.provide(UpgraderLive), NodeRuntime.runMain)

@@ -2,6 +2,7 @@
  * A plain `node:http` server that upgrades itself without dropping a request.
  *
  *   npm run example -- --port 8080 --pid-file /tmp/app.pid     (or PORT=8080 PID_FILE=/tmp/app.pid)
+ *   npm run example -- --log-format json                        (or LOG_FORMAT=json: one JSON object a line)
  *   curl 'http://127.0.0.1:8080/?delay=200ms'                  -> hello from pid 1234
  *   kill -HUP $(cat /tmp/app.pid)                               -> a new generation takes over
  *   kill -TERM $(cat /tmp/app.pid)                              -> drain and exit 0
@@ -12,6 +13,7 @@ import * as Fds from "effect-tableflip/Fds"
 import * as Upgrader from "effect-tableflip/Upgrader"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
 import * as Http from "node:http"
 import { parseArgs } from "node:util"
 
@@ -19,9 +21,12 @@ const { values } = parseArgs({
   options: {
     port: { type: "string", default: process.env["PORT"] ?? "8080" },
     host: { type: "string", default: process.env["HOST"] ?? "127.0.0.1" },
-    "pid-file": { type: "string", default: process.env["PID_FILE"] }
+    "pid-file": { type: "string", default: process.env["PID_FILE"] },
+    // "json": one JSON object per line (Effect's Logger.json), for log shippers.
+    "log-format": { type: "string", default: process.env["LOG_FORMAT"] ?? "pretty" }
   }
 })
+const json = values["log-format"] === "json"
 
 const handler = (request: Http.IncomingMessage, response: Http.ServerResponse) => {
   const delay = parseDelay(new URL(request.url ?? "/", "http://localhost").searchParams.get("delay"))
@@ -52,8 +57,15 @@ const main = Effect.gen(function*() {
   yield* Effect.logInfo(`${reason}: draining`)
 })
 
+// Options win over TABLEFLIP_PID_FILE, TABLEFLIP_UPGRADE_TIMEOUT and TABLEFLIP_PROBATION.
 const UpgraderLive = Upgrader.layerSignal().pipe(
-  Layer.provideMerge(Upgrader.layer({ pidFile: values["pid-file"] }))
+  Layer.provideMerge(Upgrader.layerConfig({ pidFile: values["pid-file"] }))
 )
 
-main.pipe(Effect.scoped, Effect.provide(UpgraderLive), NodeRuntime.runMain)
+main.pipe(
+  Effect.scoped,
+  Effect.provide(UpgraderLive),
+  Effect.provide(json ? Logger.json : Layer.empty),
+  // runMain's pretty logger would print beside the JSON one.
+  (program) => NodeRuntime.runMain(program, { disablePrettyLogger: json })
+)
