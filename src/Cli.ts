@@ -24,6 +24,8 @@
  */
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import type * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
@@ -36,7 +38,7 @@ import * as PidFile from "./PidFile.js"
 
 /** One option of a subcommand: its value's type, default and meaning, for parsing and for help. */
 interface OptionSpec {
-  readonly type: "file" | "duration" | "flag"
+  readonly type: "file" | "duration" | "format" | "flag"
   readonly default?: string
   readonly description: string
 }
@@ -65,6 +67,11 @@ const COMMANDS = {
         type: "duration",
         default: "0s",
         description: "how long a ready generation must stay alive before its predecessor stops"
+      },
+      "log-format": {
+        type: "format",
+        default: "pretty",
+        description: "the runner's own log lines: pretty (as NodeRuntime.runMain prints), logfmt or json"
       },
       help: HELP
     }
@@ -167,7 +174,23 @@ const parseOptions = (name: Name, args: ReadonlyArray<string>, positionals: bool
     }
     return parsedDuration
   }
-  return { help: values.help === true, file: (key: string) => values[key] as string | undefined, duration }
+  const format = (key: string): Layer.Layer<never> => {
+    const text = (values[key] as string | undefined) ?? spec.options[key]!.default!
+    const layer = LOG_FORMATS[text]
+    if (layer === undefined) {
+      throw new UsageError(
+        `effect-tableflip ${name}: --${key} ${JSON.stringify(text)} is not one of pretty, logfmt, json`
+      )
+    }
+    return layer
+  }
+  return { help: values.help === true, file: (key: string) => values[key] as string | undefined, duration, format }
+}
+
+const LOG_FORMATS: Record<string, Layer.Layer<never>> = {
+  pretty: Logger.pretty,
+  logfmt: Logger.logFmt,
+  json: Logger.json
 }
 
 const say = (code: number, text: string) =>
@@ -189,7 +212,8 @@ const run = (args: ReadonlyArray<string>) => {
     probation: options.duration("probation")
   }).pipe(
     Effect.catchAll((error) => say(1, `effect-tableflip run: ${error.message}`)),
-    Effect.scoped
+    Effect.scoped,
+    Effect.provide(options.format("log-format"))
   )
 }
 

@@ -23,6 +23,7 @@ import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import type * as Http from "node:http"
 import * as Net from "node:net"
+import * as Log from "./internal/log.js"
 
 /**
  * @since 0.1.0
@@ -97,11 +98,11 @@ export const run = (tracker: Tracker, options: Options = {}): Effect.Effect<void
     Effect.interruptible,
     Effect.timeoutTo({
       duration: options.deadline ?? Duration.seconds(30),
-      onSuccess: () => Effect.logDebug("drained"),
+      onSuccess: () => Log.debug("drained"),
       onTimeout: () =>
         Effect.suspend(() => {
           const remaining = self.closeAll()
-          return Effect.logWarning(`drain deadline: closed ${remaining} connections`)
+          return Log.warning(`drain deadline: closed ${remaining} connections`)
         })
     }),
     Effect.flatten,

@@ -32,6 +32,7 @@ import type * as Scope from "effect/Scope"
 import * as Fds from "./Fds.js"
 import * as Durations from "./internal/duration.js"
 import * as Lifecycle from "./internal/lifecycle.js"
+import * as Log from "./internal/log.js"
 import type { HandoverError, NotSupported, PidFileError, StateError, UpgradeError } from "./UpgradeError.js"
 import { HealthCheckFailed } from "./UpgradeError.js"
 
@@ -224,7 +225,7 @@ export const launch = <ROut, E, RIn, E2 = never, R2 = never>(
       ? upgrader.ready
       : readyWhen(options.readyWhen, { timeout: options.readyTimeout })
     const reason = yield* upgrader.exit
-    yield* Effect.logInfo(`${reason}: draining`)
+    yield* Log.info(`${reason}: draining`)
     return reason
   }))
 
@@ -346,8 +347,8 @@ export const layerSignal = (signal: NodeJS.Signals = "SIGHUP"): Layer.Layer<neve
         upgrader.upgrade.pipe(
           Effect.matchCauseEffect({
             // upgrade logs its own failures; a defect must not end the loop, or later signals do nothing.
-            onFailure: (cause) => Cause.isFailType(cause) ? Effect.void : Effect.logError("upgrade died", cause),
-            onSuccess: ({ pid }) => Effect.logInfo(`${signal}: upgraded to pid ${pid}`)
+            onFailure: (cause) => Cause.isFailType(cause) ? Effect.void : Log.error("upgrade died", cause),
+            onSuccess: ({ pid }) => Log.info(`${signal}: upgraded to pid ${pid}`)
           })
         )
       ),

@@ -15,9 +15,9 @@ import * as Durations from "../src/internal/duration.js"
 import * as PidFile from "../src/PidFile.js"
 import * as Upgrader from "../src/Upgrader.js"
 import { cli } from "./helpers/cli.js"
-import { generations, isAlive, tempDir, writePlan } from "./helpers/fixture.js"
+import { freePort, generations, isAlive, Run, tempDir, writePlan } from "./helpers/fixture.js"
 
-const { start } = generations()
+const { start, track } = generations()
 const loopback = { host: "127.0.0.1", port: 0 }
 
 /** A process of ours that a SIGHUP would kill: it stands in for any unrelated process. */
@@ -206,4 +206,31 @@ describe("the PID file", () => {
       assert.isFalse(Fs.existsSync(pidFile))
       assert.isFalse(yield* PidFile.removeIfOwn(pidFile), "a missing file is not an error")
     }))
+})
+
+describe("logs under the runner", () => {
+  it("are one line an entry, each naming the runner or the generation and pid that wrote it", async () => {
+    const port = await freePort()
+    const pidFile = Path.join(tempDir(), "runner.pid")
+    const app = [process.execPath, "--import", "tsx", "examples/http-platform.ts", "--port", String(port)]
+    const run = track(new Run("src/bin.ts", ["run", "--pid-file", pidFile, "--", ...app]))
+    await run.waitForLine(/serving: generation 1 is pid \d+/)
+    const from = run.output.length
+    process.kill(run.process.pid!, "SIGHUP")
+    await run.waitForLine(/upgraded to pid \d+/, from)
+    await run.waitForLine(/previous generation \(pid \d+\) has exited/, from)
+    run.process.kill("SIGTERM")
+    assert.strictEqual(await run.exited(), 0)
+    assert.isFalse(Fs.existsSync(pidFile), "the runner took its PID file with it")
+    const lines = run.output.join("\n").split("\n").filter((line) => line !== "")
+    assert.isAbove(lines.length, 8)
+    for (const line of lines) {
+      // Effect's pretty logger, as NodeRuntime.runMain installs it in the app, for both processes.
+      assert.match(
+        line,
+        /^\[\d\d:\d\d:\d\d\.\d{3}\] [A-Z]+ \(#\d+\)( \S+=\d+ms)*: (runner|generation \d+) \(pid \d+\): /
+      )
+    }
+    assert.isTrue(lines.some((line) => /generation 2 \(pid \d+\): ready/.test(line)))
+  })
 })

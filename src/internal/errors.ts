@@ -28,6 +28,7 @@ import {
   UpgradeInProgress,
   UpgradeTimeout
 } from "../UpgradeError.js"
+import * as Log from "./log.js"
 
 /** @internal */
 export type Serialized = { readonly _tag: string } & Record<string, unknown>
@@ -105,4 +106,4 @@ export const recordOutcome = (
           onSome: (error) => ({ _tag: error._tag, message: error.message })
         })
       })
-  }).pipe(Effect.catchAll((error) => Effect.logWarning(error.message)))
+  }).pipe(Effect.catchAll((error) => Log.warning(error.message)))

@@ -35,6 +35,7 @@ import {
 import type { Upgrader } from "../Upgrader.js"
 import * as UpgradeErrors from "./errors.js"
 import * as Link from "./link.js"
+import * as Log from "./log.js"
 import * as Notify from "./notify.js"
 import * as Protocol from "./protocol.js"
 import { Registry } from "./registry.js"
@@ -119,8 +120,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
 
   const notify = Notify.make()
 
-  const annotate = <A, E, R>(self: Effect.Effect<A, E, R>) =>
-    Effect.annotateLogs(self, { package: "effect-tableflip", pid: process.pid, generation })
+  Log.identify(`generation ${generation}`)
 
   const supervised = link?.supervised === true
 
@@ -128,11 +128,11 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     // Under a runner the service's pid is the runner's, and so is the PID file.
     if (pidFile !== undefined && !supervised) yield* PidFile.write(pidFile)
     const closed = registry.closeUnclaimed()
-    if (closed.length > 0) yield* Effect.logInfo("closed inherited descriptors nobody claimed", closed.join(", "))
+    if (closed.length > 0) yield* Log.info(`closed inherited descriptors nobody claimed: ${closed.join(", ")}`)
     readied = true
     yield* Ref.update(state, (s): State => s._tag === "Starting" ? { _tag: "Ready" } : s)
     if (supervised && registry.unsupervisable().length > 0) {
-      yield* Effect.logWarning(
+      yield* Log.warning(
         `a runner keeps listening sockets only; ${
           registry.unsupervisable().join(", ")
         } will not reach the next generation`
@@ -144,14 +144,14 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     if (link === undefined || (yield* Deferred.isDone(link.parentGone))) {
       yield* notify(["READY", "1"], ["MAINPID", String(process.pid)], ["STATUS", `generation ${generation} serving`])
     }
-    yield* Effect.logInfo("ready")
-  }).pipe(annotate, Effect.withSpan("Upgrader.ready"))
+    yield* Log.info("ready")
+  }).pipe(Effect.withSpan("Upgrader.ready"))
 
   // A new generation writes the PID file just before it says it is ready; if it died right
   // there, the file names a dead process while this one serves on.
   const reclaimPidFile = pidFile === undefined ? Effect.void : PidFile.read(pidFile).pipe(
     Effect.flatMap((pid) => pid === process.pid ? Effect.void : PidFile.write(pidFile)),
-    Effect.catchAll((error) => Effect.logWarning(error.message))
+    Effect.catchAll((error) => Log.warning(error.message))
   )
 
   const begin = Effect.gen(function*() {
@@ -191,14 +191,13 @@ export const make = Effect.fnUntraced(function*(options: Options) {
   const watchSuccessor = (child: Spawn.Child) =>
     Deferred.await(child.exited).pipe(
       Effect.flatMap(({ code, signal }) =>
-        Effect.logError(
+        Log.error(
           `the new generation (pid ${child.pid}) ${
             signal !== null ? `was killed by ${signal}` : `exited with code ${code}`
           } after it was ready, while this generation drains; its listeners are gone with it. ` +
             "Set `probation` to keep them until the new generation has proven itself"
         )
       ),
-      annotate,
       // Forked from a release, which is uninterruptible: without this, closing the scope would wait for the child.
       Effect.interruptible,
       Effect.forkIn(scope)
@@ -215,7 +214,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     }
     if (addresses.length === 0) return Effect.void
     const error = new UnregisteredListener({ addresses })
-    return options.unregisteredListeners === "warn" ? Effect.logWarning(error.message) : Effect.fail(error)
+    return options.unregisteredListeners === "warn" ? Log.warning(error.message) : Effect.fail(error)
   })
 
   const stateProviders = new Map<string, Effect.Effect<unknown, StateError>>()
@@ -275,7 +274,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
             )),
             Effect.zipRight(Ref.set(state, { _tag: "Upgraded", childPid: exit.value.pid })),
             Effect.zipRight(Deferred.succeed(exitReason, "upgraded")),
-            Effect.zipRight(Effect.logInfo("upgraded").pipe(Effect.annotateLogs({ childPid: exit.value.pid })))
+            Effect.zipRight(Log.info(`upgraded to generation ${generation + 1} (pid ${exit.value.pid}); draining`))
           )
           : Ref.update(state, (s): State => s._tag === "Upgrading" ? { _tag: "Ready" } : s).pipe(
             Effect.zipRight(reclaimPidFile),
@@ -302,8 +301,8 @@ export const make = Effect.fnUntraced(function*(options: Options) {
           ...(stateText === undefined ? {} : { state: true })
         }, handover).pipe(Effect.tapError(() => Effect.sync(() => registry.settle(false))))
         yield* Ref.update(state, (s): State => s._tag === "Upgrading" ? { _tag: "Upgrading", childPid: child.pid } : s)
-        yield* Effect.logInfo("started the next generation").pipe(
-          Effect.annotateLogs({ childPid: child.pid, descriptors: handover.descriptors.length })
+        yield* Log.info(
+          `started generation ${generation + 1} (pid ${child.pid}) with ${handover.descriptors.length} descriptors`
         )
         return child
       }),
@@ -366,8 +365,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
       return yield* Fiber.join(fiber).pipe(Effect.onInterrupt(() => Fiber.interrupt(fiber)))
     }).pipe(
       record,
-      Effect.tapError((error) => Effect.logWarning("upgrade failed", error.message)),
-      annotate,
+      Effect.tapError((error) => Log.warning(`upgrade failed: ${error.message}`)),
       Effect.withLogSpan("upgrade"),
       Effect.withSpan("Upgrader.upgrade")
     )
@@ -385,12 +383,17 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     yield* Deferred.succeed(exitReason, "stopped")
     // Stopped for good: the PID file goes too, unless a newer process has written it since.
     if (pidFile !== undefined && !supervised) {
-      yield* PidFile.removeIfOwn(pidFile).pipe(Effect.catchAll((error) => Effect.logWarning(error.message)))
+      yield* PidFile.removeIfOwn(pidFile).pipe(Effect.catchAll((error) => Log.warning(error.message)))
     }
-    yield* Effect.logInfo("stopped").pipe(annotate)
+    yield* Log.info("stopped")
   })
 
-  yield* Effect.addFinalizer(() => stop)
+  // Released because the app failed: say so before "stopped", which would otherwise read as the cause.
+  yield* Effect.addFinalizer((exit) =>
+    Exit.isFailure(exit) && !Exit.isInterrupted(exit)
+      ? Effect.zipRight(Log.error(`the app failed: ${Cause.squash(exit.cause)}; stopping`), stop)
+      : stop
+  )
   if (supervised) {
     // A message, not a signal: a second SIGINT after a terminal's Ctrl-C would kill an app
     // whose runtime (NodeRuntime.runMain) handles only the first.
@@ -404,18 +407,16 @@ export const make = Effect.fnUntraced(function*(options: Options) {
         Ref.update(state, (s): State => s._tag === "Stopped" ? s : { _tag: "Upgraded", childPid })
       ),
       Effect.zipRight(Deferred.succeed(exitReason, "upgraded")),
-      Effect.zipRight(Effect.logInfo("the runner started the next generation; stepping down")),
-      annotate,
+      Effect.zipRight(Log.info("the runner started the next generation; stepping down")),
       Effect.forkScoped
     )
   }
   // A runner's first generation follows nobody.
   if (link !== undefined && !(supervised && manifest!.predecessorPid === undefined)) {
     yield* Deferred.await(link.predecessorGone).pipe(
-      Effect.zipRight(Effect.logInfo(
+      Effect.zipRight(Log.info(
         `the previous generation (pid ${manifest!.predecessorPid ?? link.parentPid}) has exited`
       )),
-      annotate,
       Effect.forkScoped
     )
   }

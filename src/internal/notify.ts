@@ -9,6 +9,7 @@
  */
 import * as Effect from "effect/Effect"
 import * as ChildProcess from "node:child_process"
+import * as Log from "./log.js"
 import * as Native from "./native.js"
 
 /**
@@ -43,7 +44,7 @@ export const make = (): Notify => {
         warned ? Effect.void : Effect.sync(() => {
           warned = true
         }).pipe(
-          Effect.zipRight(Effect.logWarning(`cannot notify systemd at ${path}: ${String(error.error)}`))
+          Effect.zipRight(Log.warning(`cannot notify systemd at ${path}: ${String(error.error)}`))
         )
       )
     )

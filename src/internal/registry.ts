@@ -14,6 +14,7 @@ import * as Net from "node:net"
 import * as Path from "node:path"
 import { ListenError, TooManyDescriptors } from "../UpgradeError.js"
 import * as Handles from "./handles.js"
+import * as Log from "./log.js"
 import * as Procfs from "./procfs.js"
 import * as Protocol from "./protocol.js"
 
@@ -133,7 +134,7 @@ export class Registry {
             path: descriptor.kind === "unix" ? descriptor.path : undefined,
             inode: descriptor.kind === "unix" ? descriptor.inode : undefined
           }
-          yield* Effect.logDebug("adopted an inherited listener").pipe(Effect.annotateLogs({ key: entry.key }))
+          yield* Log.debug(`adopted the inherited listener ${entry.key}`)
         } else {
           entry = request.kind === "unix" ? yield* bindUnix(server, request) : yield* bindTcp(server, request)
         }

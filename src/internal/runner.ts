@@ -9,16 +9,19 @@
  * @internal
  */
 import * as Deferred from "effect/Deferred"
-import type * as Duration from "effect/Duration"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as FiberSet from "effect/FiberSet"
 import * as Queue from "effect/Queue"
+import type * as Scope from "effect/Scope"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as PidFile from "../PidFile.js"
-import { SpawnError, Stopped, UpgradeInProgress } from "../UpgradeError.js"
+import { NotReady, SpawnError, Stopped, UpgradeInProgress } from "../UpgradeError.js"
 import * as Errors from "./errors.js"
 import * as Handles from "./handles.js"
+import * as Log from "./log.js"
 import * as Native from "./native.js"
 import * as Notify from "./notify.js"
 import * as Procfs from "./procfs.js"
@@ -60,6 +63,7 @@ const exitCode = ({ code, signal }: Spawn.Exited): number =>
  * @internal
  */
 export const run = Effect.fnUntraced(function*(options: Options) {
+  Log.identify("runner")
   const [execPath, ...args] = options.command
   if (execPath === undefined) return yield* new SpawnError({ command: "", cause: "no command to run" })
   const env = { ...process.env }
@@ -71,11 +75,15 @@ export const run = Effect.fnUntraced(function*(options: Options) {
 
   let held = new Map<string, Held>()
   let current: Generation | undefined
+  /** The first generation until it says ready: it cannot be upgraded yet. */
+  let starting: Generation | undefined
   let stopping = false
   const live = new Set<Spawn.Child>()
   const finished = yield* Deferred.make<number>()
   const stopped = yield* Deferred.make<void>()
   const lock = yield* Effect.makeSemaphore(1)
+  // Effects started from Node callbacks run in the runner's runtime (its logger) and end with its scope.
+  const runFork = yield* FiberSet.makeRuntime<Scope.Scope>()
   let upgrading = false
 
   const start = (number: number, predecessorPid: number | undefined) =>
@@ -100,7 +108,7 @@ export const run = Effect.fnUntraced(function*(options: Options) {
         if (message.tableflip === "descriptor" && message.descriptor !== undefined && typeof handle === "object") {
           offered.set(message.descriptor.key, { descriptor: message.descriptor, handle: handle! })
         } else if (message.tableflip === "upgrade" && self.generation !== undefined) {
-          Effect.runFork(answer(self.generation))
+          runFork(answer(self.generation))
         }
       })
       live.add(child)
@@ -110,12 +118,40 @@ export const run = Effect.fnUntraced(function*(options: Options) {
       yield* Deferred.await(child.exited).pipe(
         Effect.tap(() => live.delete(child)),
         Effect.flatMap((exited) => onExit(generation, exited)),
-        Effect.forkDaemon
+        Effect.forkScoped
       )
       yield* child.sendSockets.pipe(Effect.tapError(() => child.kill))
-      yield* Effect.logInfo(`started generation ${number}`).pipe(Effect.annotateLogs({ childPid: child.pid }))
+      yield* Log.info(`started generation ${number} (pid ${child.pid})`)
       return generation
     })
+
+  /**
+   * The first generation has no predecessor to fall back on, so it is not
+   * killed for being slow: past the upgrade timeout the runner says what is
+   * likely wrong and goes on waiting. Stopped meanwhile, it gets SIGTERM (an
+   * app that never said ready may not read the runner's messages), bounded by
+   * the upgrade timeout.
+   */
+  const awaitFirst = (generation: Generation) =>
+    Spawn.awaitReady(generation.child, { timeout: Duration.infinity, probation: Duration.zero, stop: stopped }).pipe(
+      Effect.raceFirst(
+        Effect.sleep(options.upgradeTimeout).pipe(
+          Effect.zipRight(Log.warning(
+            `generation 1 (pid ${generation.child.pid}) has not said ready within ${
+              Duration.format(options.upgradeTimeout)
+            }: is the app built on effect-tableflip's Upgrader, and does it call ready? ` +
+              "The runner cannot upgrade it until it does"
+          )),
+          Effect.zipRight(Effect.never)
+        )
+      ),
+      Effect.tapErrorTag("Stopped", () =>
+        Effect.try(() => process.kill(generation.child.pid, "SIGTERM")).pipe(
+          Effect.zipRight(Deferred.await(generation.child.exited)),
+          Effect.timeout(options.upgradeTimeout),
+          Effect.ignore
+        ))
+    )
 
   const awaitReady = (generation: Generation) =>
     Spawn.awaitReady(generation.child, {
@@ -139,7 +175,8 @@ export const run = Effect.fnUntraced(function*(options: Options) {
   const upgrade = lock.withPermits(1)(
     Effect.gen(function*() {
       const old = current
-      if (old === undefined || stopping) return yield* new Stopped({ childPid: undefined })
+      if (stopping) return yield* new Stopped({ childPid: undefined })
+      if (old === undefined) return yield* new NotReady({ pid: starting?.child.pid ?? process.pid })
       upgrading = true
       yield* notify(["RELOADING", "1"], ["MONOTONIC_USEC", Notify.monotonicUsec()], [
         "STATUS",
@@ -158,10 +195,10 @@ export const run = Effect.fnUntraced(function*(options: Options) {
       yield* old.child.post({ tableflip: "exit", result: { _tag: "Upgraded", pid: next.child.pid } })
       yield* Deferred.await(old.child.exited).pipe(
         Effect.zipRight(next.child.post({ tableflip: "predecessor-gone" })),
-        Effect.forkDaemon
+        Effect.forkScoped
       )
       yield* notify(["READY", "1"], ["STATUS", `generation ${next.number} serving (pid ${next.child.pid})`])
-      yield* Effect.logInfo(`upgraded to pid ${next.child.pid}`)
+      yield* Log.info(`upgraded to pid ${next.child.pid} (generation ${next.number})`)
       return { pid: next.child.pid }
     }).pipe(Effect.ensuring(Effect.sync(() => {
       upgrading = false
@@ -171,7 +208,7 @@ export const run = Effect.fnUntraced(function*(options: Options) {
   const recorded = Effect.suspend(() => {
     const startedAt = Date.now()
     return upgrade.pipe(
-      Effect.tapError((error) => Effect.logWarning("upgrade failed", error.message)),
+      Effect.tapError((error) => Log.warning(`upgrade failed: ${error.message}`)),
       Effect.onExit((exit) =>
         options.pidFile === undefined ? Effect.void : Errors.recordOutcome(options.pidFile, startedAt, exit, false)
       )
@@ -197,10 +234,11 @@ export const run = Effect.fnUntraced(function*(options: Options) {
   const onExit = (generation: Generation, exited: Spawn.Exited) =>
     lock.withPermits(1)(Effect.suspend(() => {
       if (current !== generation) return Effect.void
-      return Effect.logInfo(`generation ${generation.number} (pid ${generation.child.pid}) exited`).pipe(
-        Effect.annotateLogs({ code: exited.code, signal: exited.signal }),
-        Effect.zipRight(Deferred.succeed(finished, exitCode(exited)))
-      )
+      return Log.info(
+        `generation ${generation.number} (pid ${generation.child.pid}) exited ${
+          exited.signal === null ? `with code ${exited.code}` : `on ${exited.signal}`
+        }`
+      ).pipe(Effect.zipRight(Deferred.succeed(finished, exitCode(exited))))
     }))
 
   const stop = (signal: NodeJS.Signals | "exit") =>
@@ -209,7 +247,7 @@ export const run = Effect.fnUntraced(function*(options: Options) {
       stopping = true
       return Effect.zipRight(
         notify(["STOPPING", "1"], ["STATUS", `stopping on ${signal}`]),
-        Effect.logInfo(`${signal}: stopping every generation`)
+        Log.info(`${signal}: stopping every generation`)
       ).pipe(
         Effect.zipRight(Deferred.succeed(stopped, undefined)),
         // A pending generation is killed by its upgrade; the others stop and drain.
@@ -222,7 +260,7 @@ export const run = Effect.fnUntraced(function*(options: Options) {
   yield* Queue.take(requests).pipe(Effect.zipRight(Effect.ignore(recorded)), Effect.forever, Effect.forkScoped)
   const onSignal = (signal: NodeJS.Signals) => () => {
     if (signal === "SIGHUP") Queue.unsafeOffer(requests, undefined)
-    else if ((STOP_SIGNALS as ReadonlyArray<string>).includes(signal)) Effect.runFork(stop(signal))
+    else if ((STOP_SIGNALS as ReadonlyArray<string>).includes(signal)) runFork(stop(signal))
     else if (current !== undefined && live.has(current.child)) {
       try {
         process.kill(current.child.pid, signal)
@@ -249,32 +287,40 @@ export const run = Effect.fnUntraced(function*(options: Options) {
   )
 
   if (process.pid === 1 && Native.load().addon === undefined) {
-    yield* Effect.logWarning(
+    yield* Log.warning(
       `running as PID 1 without the native addon, so orphans of the app stay zombies: ${Native.load().reason}`
     )
   }
-  if (options.pidFile !== undefined) yield* PidFile.write(options.pidFile)
+  if (options.pidFile !== undefined) {
+    const pidFile = options.pidFile
+    // Whatever way the runner ends, the PID file leaves with it (unless it names another process by then).
+    yield* Effect.acquireRelease(
+      PidFile.write(pidFile),
+      () => PidFile.removeIfOwn(pidFile).pipe(Effect.catchAll((error) => Log.warning(error.message)))
+    )
+  }
   const first = yield* start(1, undefined)
-  const ready = yield* Effect.exit(awaitReady(first))
+  starting = first
+  const ready = yield* Effect.exit(awaitFirst(first))
+  starting = undefined
   if (Exit.isFailure(ready)) {
     yield* first.child.kill
-    yield* Effect.logError(`the app did not start: ${label}`)
+    yield* stopping
+      ? Log.info(`stopped before generation 1 said ready: ${label}`)
+      : Log.error(`the app did not start: ${label}`)
     const exited = yield* Deferred.poll(first.child.exited)
     return exited._tag === "Some" ? exitCode(yield* exited.value) : 1
   }
   adopt(first)
   current = first
   yield* notify(["READY", "1"], ["MAINPID", String(process.pid)], ["STATUS", `generation 1 serving`])
-  yield* Effect.logInfo(`serving: generation 1 is pid ${first.child.pid}`)
+  yield* Log.info(`serving: generation 1 is pid ${first.child.pid}`)
 
   const code = yield* Deferred.await(finished)
   // Drained generations may still be finishing; the runner leaves last.
   yield* stop("exit")
   yield* Effect.forEach([...live], (child) => Deferred.await(child.exited), { discard: true })
   for (const { handle } of held.values()) Handles.closeHandle(handle)
-  if (options.pidFile !== undefined) {
-    yield* PidFile.removeIfOwn(options.pidFile).pipe(Effect.catchAll((error) => Effect.logWarning(error.message)))
-  }
   return code
 })
 

@@ -10,6 +10,7 @@ import * as Effect from "effect/Effect"
 import * as ChildProcess from "node:child_process"
 import type { UpgradeError } from "../UpgradeError.js"
 import { ChildExited, HealthCheckFailed, RolledBack, SpawnError, Stopped, UpgradeTimeout } from "../UpgradeError.js"
+import * as Log from "./log.js"
 import * as Protocol from "./protocol.js"
 import type { Handover } from "./registry.js"
 
@@ -128,7 +129,7 @@ export const spawn = (
           duration: Duration.seconds(10),
           onTimeout: () => new Error(`pid ${pid} was not reaped 10 s after SIGKILL`)
         }),
-        Effect.catchAll((error) => Effect.logError(error.message))
+        Effect.catchAll((error) => Log.error(error.message))
       ),
       post: (message) =>
         Effect.async<void>((resume) => {
@@ -164,10 +165,9 @@ export const awaitReady = (
       Effect.zipRight(Effect.sleep(options.timeout), new UpgradeTimeout({ pid: child.pid, timeout: options.timeout }))
     ),
     Effect.zipRight(
-      Duration.isZero(options.probation) ? Effect.void : Effect.logInfo("the next generation is ready; probation").pipe(
-        Effect.annotateLogs({ childPid: child.pid }),
-        Effect.zipRight(Effect.sleep(options.probation))
-      )
+      Duration.isZero(options.probation) ? Effect.void : Log.info(
+        `the next generation (pid ${child.pid}) is ready; probation for ${Duration.format(options.probation)}`
+      ).pipe(Effect.zipRight(Effect.sleep(options.probation)))
     ),
     Effect.raceFirst(Effect.flatMap(
       Deferred.await(child.exited),
