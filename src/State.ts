@@ -54,6 +54,76 @@ export interface State<A> {
   ) => Effect.Effect<void, never, Upgrader | Scope.Scope | R>
 }
 
+/** Every key's encoded value, as the previous generation sent them; anything else is a typed Decode error. */
+const parseAll = (key: string, text: string): Effect.Effect<Record<string, unknown>, StateError> =>
+  Effect.suspend(() => {
+    let all: unknown
+    try {
+      all = JSON.parse(text)
+    } catch (error) {
+      return Effect.fail(
+        new StateError({
+          key,
+          reason: "Decode",
+          detail: `the handed-over state is not JSON: ${(error as Error).message}`
+        })
+      )
+    }
+    return typeof all === "object" && all !== null && !Array.isArray(all)
+      ? Effect.succeed(all as Record<string, unknown>)
+      : Effect.fail(
+        new StateError({
+          key,
+          reason: "Decode",
+          detail: `the handed-over state is ${all === null ? "null" : typeof all}, not an object of keys`
+        })
+      )
+  })
+
+/**
+ * Where `value` would not come back from `JSON.parse(JSON.stringify(value))`
+ * as it is, or `undefined` if it would: `NaN` and the infinities become
+ * `null`, a `Date` a string, a `Map` or a class instance `{}`, `undefined` in
+ * an array `null`. (An `undefined` property is dropped, as an optional field
+ * would be, so it passes.)
+ */
+const notJson = (value: unknown, path: string): string | undefined => {
+  const at = path === "" ? "" : ` at ${path}`
+  switch (typeof value) {
+    case "string":
+    case "boolean":
+      return undefined
+    case "number":
+      return Number.isFinite(value) ? undefined : `${value}${at} would arrive as null`
+    case "object": {
+      if (value === null) return undefined
+      if (Array.isArray(value)) {
+        for (let i = 0; i < value.length; i++) {
+          const item: unknown = value[i]
+          if (item === undefined) return `undefined at ${path}[${i}] would arrive as null`
+          const problem = notJson(item, `${path}[${i}]`)
+          if (problem !== undefined) return problem
+        }
+        return undefined
+      }
+      const proto = Object.getPrototypeOf(value)
+      if (proto !== Object.prototype && proto !== null) {
+        return `a ${proto?.constructor?.name ?? "non-plain object"}${at} would arrive as ${
+          JSON.stringify(value)?.slice(0, 40)
+        }`
+      }
+      for (const [name, item] of Object.entries(value)) {
+        if (item === undefined) continue
+        const problem = notJson(item, `${path}.${name}`)
+        if (problem !== undefined) return problem
+      }
+      return undefined
+    }
+    default:
+      return `a ${typeof value}${at} has no JSON form`
+  }
+}
+
 /**
  * Describes a piece of state handed between generations under `key`.
  *
@@ -68,7 +138,7 @@ export const make = <A, I>(key: string, schema: Schema.Schema<A, I>): State<A> =
     inherited: Effect.gen(function*() {
       const { inheritedState } = yield* Upgrader
       if (inheritedState === undefined) return Option.none()
-      const all = JSON.parse(inheritedState) as Record<string, unknown>
+      const all = yield* parseAll(key, inheritedState)
       if (!Object.hasOwn(all, key)) return Option.none()
       return Option.some(
         yield* decode(all[key]).pipe(
@@ -92,8 +162,19 @@ export const make = <A, I>(key: string, schema: Schema.Schema<A, I>): State<A> =
           key,
           snapshot.pipe(
             Effect.flatMap(encode),
+            Effect.flatMap((encoded) => {
+              const problem = notJson(encoded, "")
+              return problem === undefined ? Effect.succeed(encoded) : Effect.fail(
+                new StateError({
+                  key,
+                  reason: "Encode",
+                  detail: `the encoded snapshot does not survive JSON: ${problem}; ` +
+                    "encode it with a schema whose encoded side is JSON (numbers finite, dates as strings)"
+                })
+              )
+            }),
             Effect.catchAllCause((cause) =>
-              new StateError({
+              Cause.isFailType(cause) && cause.error instanceof StateError ? Effect.fail(cause.error) : new StateError({
                 key,
                 reason: "Encode",
                 detail: `the snapshot failed: ${Cause.pretty(cause).split("\n")[0]}`

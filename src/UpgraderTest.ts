@@ -101,9 +101,12 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
       triggerExit,
       readyCount: Ref.get(readyCount),
       upgradeCount: Ref.get(upgradeCount),
-      offeredState: Effect.map(
-        Effect.forEach([...offered], ([key, snapshot]) => Effect.map(snapshot, (value) => [key, value] as const)),
-        (entries) => Object.fromEntries(entries)
+      // Suspended: the snapshots offered by the time it runs, not by the time the stub was built.
+      offeredState: Effect.suspend(() =>
+        Effect.map(
+          Effect.forEach([...offered], ([key, snapshot]) => Effect.map(snapshot, (value) => [key, value] as const)),
+          (entries) => Object.fromEntries(entries)
+        )
       ),
       unreadyReason: Ref.get(unreadyReason)
     })

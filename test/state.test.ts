@@ -3,6 +3,12 @@
  * with real processes.
  */
 import { assert, describe, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Schema from "effect/Schema"
+import * as State from "../src/State.js"
+import * as Upgrader from "../src/Upgrader.js"
+import * as UpgraderTest from "../src/UpgraderTest.js"
 import type { Plan } from "./fixtures/generation.js"
 import { askPid, exists, generations, type Run, upgradeFrom, writePlan } from "./helpers/fixture.js"
 
@@ -86,3 +92,61 @@ describe("readiness gated on a health check", () => {
     assert.notStrictEqual(await upgradeFrom(run, first), first, "and can upgrade again")
   })
 })
+
+describe("state that does not survive JSON", () => {
+  it("NaN fails the upgrade with StateError Encode before anything starts; the old generation serves on", async () => {
+    const { first, run, target } = await serving({ state: "v1", stateNaN: true })
+    process.kill(first, "SIGUSR2")
+    const failed = await run.waitFor((e) => e.event === "upgrade-failed")
+    assert.strictEqual(failed.tag, "StateError")
+    assert.strictEqual(failed.reason, "Encode")
+    assert.include(failed.message, "NaN at .pids[0] would arrive as null")
+    assert.deepStrictEqual(run.events.filter((e) => e.event === "started" && e.generation === 2), [])
+    assert.strictEqual(await askPid(target), first)
+  })
+
+  it.effect("in process: NaN, Infinity, a Date, a Map and undefined in an array are refused, typed", () =>
+    Effect.gen(function*() {
+      const cases: ReadonlyArray<readonly [unknown, string]> = [
+        [{ n: NaN }, "NaN at .n"],
+        [[1, Infinity], "Infinity at [1]"],
+        [{ at: new Date(0) }, "a Date at .at"],
+        [{ m: new Map() }, "a Map at .m"],
+        [[undefined], "undefined at [0]"]
+      ]
+      for (const [value, expected] of cases) {
+        const error = yield* offered(value).pipe(Effect.flip)
+        assert.strictEqual(error.reason, "Encode")
+        assert.include(error.message, expected)
+      }
+      assert.deepStrictEqual(yield* offered({ a: [1, "x", null, { b: true }], c: undefined }), {
+        k: { a: [1, "x", null, { b: true }], c: undefined }
+      })
+    }))
+
+  it.effect("in process: handed-over state that is not JSON, null or an array is a typed Decode error", () =>
+    Effect.gen(function*() {
+      for (const [text, expected] of [["{not json", "is not JSON"], ["null", "is null"], ["[1]", "not an object"]]) {
+        const error = yield* Any.inherited.pipe(Effect.provide(inheriting(text!)), Effect.flip)
+        assert.strictEqual(error._tag, "StateError")
+        assert.strictEqual(error.reason, "Decode")
+        assert.include(error.message, expected)
+      }
+    }))
+})
+
+const Any = State.make("k", Schema.Unknown)
+
+/** What an upgrade would send for `value` offered under "k". */
+const offered = (value: unknown) =>
+  Effect.gen(function*() {
+    yield* Any.offer(Effect.succeed(value))
+    return yield* UpgraderTest.UpgraderTest.pipe(Effect.flatMap((test) => test.offeredState))
+  }).pipe(Effect.scoped, Effect.provide(UpgraderTest.layer()))
+
+/** An Upgrader whose previous generation handed over `text`, raw. */
+const inheriting = (text: string) =>
+  Layer.effect(
+    Upgrader.Upgrader,
+    Effect.map(UpgraderTest.make(), ({ upgrader }) => ({ ...upgrader, inheritedState: text }))
+  )
