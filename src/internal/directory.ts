@@ -27,7 +27,6 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Ref from "effect/Ref"
-import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
@@ -49,11 +48,21 @@ export interface Options {
   readonly pidFile?: string | undefined
 }
 
-const Offer = Schema.Struct({
-  ownerPid: Schema.Int,
-  generation: Schema.Int,
-  descriptors: Schema.Array(Schema.Union(Protocol.TcpListener, Protocol.UnixListener))
-})
+interface Offer {
+  readonly ownerPid: number
+  readonly generation: number
+  readonly descriptors: ReadonlyArray<Protocol.TcpListener | Protocol.UnixListener>
+}
+
+/** The owner's offer, checked as the handover manifest is (no Schema before `ready`). */
+const offerOf = (value: unknown): Offer => {
+  const from = Protocol.fields(value, "")
+  return {
+    ownerPid: Protocol.integer(from.ownerPid, "ownerPid"),
+    generation: Protocol.integer(from.generation, "generation"),
+    descriptors: Protocol.list(from.descriptors, "descriptors", Protocol.listener)
+  }
+}
 
 type State = "Starting" | "Ready" | "HandingOver" | "Upgraded" | "Stopped"
 
@@ -149,7 +158,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
       readonly _tag: "Offer"
       readonly fd: number
       readonly peer: { readonly pid: number }
-      readonly offer: typeof Offer.Type
+      readonly offer: Offer
       readonly fds: ReadonlyArray<number>
     }
     | { readonly _tag: "Busy" }
@@ -179,8 +188,8 @@ export const make = Effect.fnUntraced(function*(options: Options) {
           Fs.closeSync(fd)
           return { _tag: "Busy" }
         }
-        const decoded = Schema.decodeUnknownEither(Offer)(JSON.parse(message.data))
-        if (Either.isLeft(decoded)) throw new Error(`the owner's manifest is malformed: ${decoded.left.message}`)
+        const decoded = Protocol.check(JSON.parse(message.data), offerOf)
+        if (Either.isLeft(decoded)) throw new Error(`the owner's manifest is malformed: ${decoded.left}`)
         if (decoded.right.descriptors.length !== message.fds.length) {
           throw new Error(`the owner named ${decoded.right.descriptors.length} sockets and sent ${message.fds.length}`)
         }

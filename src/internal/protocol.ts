@@ -21,8 +21,6 @@
  * @internal
  */
 import * as Either from "effect/Either"
-import * as ParseResult from "effect/ParseResult"
-import * as Schema from "effect/Schema"
 import * as Fs from "node:fs"
 import { HandoverError } from "../UpgradeError.js"
 
@@ -39,77 +37,203 @@ export const LAST_FD = 16
 /** @internal */
 export const MAX_FILES = LAST_FD - FIRST_FD + 1
 
-const Fd = Schema.Int.pipe(Schema.between(FIRST_FD, LAST_FD))
-const Port = Schema.Int.pipe(Schema.between(0, 65535))
+/** A listening TCP socket. */
+export interface TcpListener {
+  readonly kind: "tcp"
+  readonly key: string
+  readonly address: string
+  readonly port: number
+  readonly family: "IPv4" | "IPv6"
+}
 
-/** @internal */
-export const TcpListener = Schema.Struct({
-  kind: Schema.Literal("tcp"),
-  key: Schema.String,
-  address: Schema.String,
-  port: Port,
-  family: Schema.Literal("IPv4", "IPv6")
-})
+/** A listening unix stream socket; `inode` is the socket file the parent bound, if it bound one. */
+export interface UnixListener {
+  readonly kind: "unix"
+  readonly key: string
+  readonly path: string
+  readonly inode?: string | undefined
+}
 
-/** @internal */
-export const UnixListener = Schema.Struct({
-  kind: Schema.Literal("unix"),
-  key: Schema.String,
-  path: Schema.String,
-  // Identity of the socket file this listener is bound to, so that nobody
-  // unlinks a file that another process has since put at the same path.
-  inode: Schema.optional(Schema.String)
-})
+/** A bound UDP socket. */
+export interface Udp {
+  readonly kind: "udp"
+  readonly key: string
+  readonly type: "udp4" | "udp6"
+  readonly address: string
+  readonly port: number
+}
 
-/** @internal */
-export const Udp = Schema.Struct({
-  kind: Schema.Literal("udp"),
-  key: Schema.String,
-  type: Schema.Literal("udp4", "udp6"),
-  address: Schema.String,
-  port: Port
-})
+/** A connected socket (`addConn`). */
+export interface Conn {
+  readonly kind: "conn"
+  readonly key: string
+}
 
-/** @internal */
-export const Conn = Schema.Struct({
-  kind: Schema.Literal("conn"),
-  key: Schema.String
-})
+/** A file, pipe or FIFO inherited at `fd` (4..16). */
+export interface File {
+  readonly kind: "file"
+  readonly key: string
+  readonly fd: number
+}
 
-/** @internal */
-export const File = Schema.Struct({
-  kind: Schema.Literal("file"),
-  key: Schema.String,
-  fd: Fd
-})
+export type Descriptor = TcpListener | UnixListener | Udp | Conn | File
 
-/** @internal */
-export const Descriptor = Schema.Union(TcpListener, UnixListener, Udp, Conn, File)
-/** @internal */
-export type Descriptor = typeof Descriptor.Type
-/** @internal */
 export type SocketDescriptor = Exclude<Descriptor, { readonly kind: "file" }>
 
-/** @internal */
-export const Manifest = Schema.Struct({
-  version: Schema.Literal(VERSION),
-  generation: Schema.Int.pipe(Schema.positive()),
-  parentPid: Schema.Int.pipe(Schema.positive()),
-  cwd: Schema.String,
-  fds: Schema.Array(Descriptor),
+/** The versioned manifest in `EFFECT_TABLEFLIP_HANDOVER`. */
+export interface Manifest {
+  readonly version: typeof VERSION
+  readonly generation: number
+  readonly parentPid: number
+  readonly cwd: string
+  readonly fds: ReadonlyArray<Descriptor>
   /**
    * The parent is a runner (`effect-tableflip run`): it keeps the sockets and
    * starts every generation, so this one hands its listeners up at `ready`,
    * asks the runner to upgrade, and steps down when the runner says so.
    */
-  supervisor: Schema.optional(Schema.Boolean),
+  readonly supervisor?: boolean | undefined
   /** A `state` message follows the sockets. */
-  state: Schema.optional(Schema.Boolean),
+  readonly state?: boolean | undefined
   /** Under a runner: the generation this one follows, if any. */
-  predecessorPid: Schema.optional(Schema.Int.pipe(Schema.positive()))
-})
-/** @internal */
-export type Manifest = typeof Manifest.Type
+  readonly predecessorPid?: number | undefined
+}
+
+/**
+ * The manifest is checked by hand, not with `effect/Schema`: every generation
+ * reads it before `ready`, and Schema's module graph (it pulls in fast-check)
+ * costs more start-up time than the rest of the library together. The checks
+ * are Schema's (`test/protocol.test.ts` compares the two on generated input):
+ * unknown properties are ignored, everything else must match exactly.
+ */
+class Mismatch {
+  constructor(readonly path: string, readonly expected: string, readonly actual: unknown) {}
+  get message(): string {
+    const actual = this.actual === undefined ? "nothing" : JSON.stringify(this.actual)
+    return `at ${this.path === "" ? "the top" : this.path}: expected ${this.expected}, got ${actual}`
+  }
+}
+
+const object = (value: unknown, path: string): Readonly<Record<string, unknown>> => {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) throw new Mismatch(path, "an object", value)
+  return value as Record<string, unknown>
+}
+
+const string = (value: unknown, path: string): string => {
+  if (typeof value !== "string") throw new Mismatch(path, "a string", value)
+  return value
+}
+
+const boolean = (value: unknown, path: string): boolean => {
+  if (typeof value !== "boolean") throw new Mismatch(path, "a boolean", value)
+  return value
+}
+
+const int = (value: unknown, path: string, min: number, max: number): number => {
+  if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > max) {
+    throw new Mismatch(path, `an integer from ${min} to ${max}`, value)
+  }
+  return value
+}
+
+const oneOf = <L extends string>(value: unknown, path: string, literals: ReadonlyArray<L>): L => {
+  if (!(literals as ReadonlyArray<unknown>).includes(value)) {
+    throw new Mismatch(path, `one of ${literals.map((l) => JSON.stringify(l)).join(", ")}`, value)
+  }
+  return value as L
+}
+
+/** An optional field: absent (or undefined) stays absent. */
+const optional = <K extends string, A>(
+  from: Readonly<Record<string, unknown>>,
+  key: K,
+  path: string,
+  check: (value: unknown, path: string) => A
+): { readonly [P in K]?: A } =>
+  from[key] === undefined ? {} : ({ [key]: check(from[key], `${path}.${key}`) } as { [P in K]?: A })
+
+const MAX_PID = 2 ** 31 - 1
+
+/** An integer field, for decoders built on `descriptor`. */
+export const integer = (value: unknown, path: string): number =>
+  int(value, path, Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER)
+
+/** An object's fields, for decoders built on `descriptor`. */
+export const fields = object
+
+/** An array, each item checked with `item`. */
+export const list = <A>(value: unknown, path: string, item: (value: unknown, path: string) => A): Array<A> => {
+  if (!Array.isArray(value)) throw new Mismatch(path, "an array", value)
+  return value.map((each: unknown, i) => item(each, `${path}[${i}]`))
+}
+
+/** A listener (TCP or unix) and nothing else, as a directory handover sends them. */
+export const listener = (value: unknown, path: string): TcpListener | UnixListener => {
+  const decoded = descriptor(value, path)
+  if (decoded.kind !== "tcp" && decoded.kind !== "unix") {
+    throw new Mismatch(`${path}.kind`, "\"tcp\" or \"unix\"", decoded.kind)
+  }
+  return decoded
+}
+
+/** One descriptor of a manifest (or of a directory handover's offer); a mismatch throws, for `check`. */
+export const descriptor = (value: unknown, path: string): Descriptor => {
+  const from = object(value, path)
+  const kind = oneOf(from.kind, `${path}.kind`, ["tcp", "unix", "udp", "conn", "file"])
+  const key = string(from.key, `${path}.key`)
+  switch (kind) {
+    case "tcp":
+      return {
+        kind,
+        key,
+        address: string(from.address, `${path}.address`),
+        port: int(from.port, `${path}.port`, 0, 65535),
+        family: oneOf(from.family, `${path}.family`, ["IPv4", "IPv6"])
+      }
+    case "unix":
+      return { kind, key, path: string(from.path, `${path}.path`), ...optional(from, "inode", path, string) }
+    case "udp":
+      return {
+        kind,
+        key,
+        type: oneOf(from.type, `${path}.type`, ["udp4", "udp6"]),
+        address: string(from.address, `${path}.address`),
+        port: int(from.port, `${path}.port`, 0, 65535)
+      }
+    case "conn":
+      return { kind, key }
+    case "file":
+      return { kind, key, fd: int(from.fd, `${path}.fd`, FIRST_FD, LAST_FD) }
+  }
+}
+
+/** A manifest's shape, as JSON gave it: the pure part of `decode`. */
+export const manifestOf = (value: unknown): Manifest => {
+  const from = object(value, "")
+  return {
+    version: int(from.version, "version", VERSION, VERSION) as typeof VERSION,
+    generation: int(from.generation, "generation", 1, Number.MAX_SAFE_INTEGER),
+    parentPid: int(from.parentPid, "parentPid", 1, MAX_PID),
+    cwd: string(from.cwd, "cwd"),
+    fds: list(from.fds, "fds", descriptor),
+    ...optional(from, "supervisor", "", boolean),
+    ...optional(from, "state", "", boolean),
+    ...optional(from, "predecessorPid", "", (v, p) => int(v, p, 1, MAX_PID))
+  }
+}
+
+/**
+ * Checks `value` with `check`; a mismatch comes back as its message, naming
+ * the path (`at fds[0].port: expected an integer from 0 to 65535, got "x"`).
+ */
+export const check = <A>(value: unknown, check: (value: unknown) => A): Either.Either<A, string> => {
+  try {
+    return Either.right(check(value))
+  } catch (error) {
+    if (error instanceof Mismatch) return Either.left(error.message)
+    throw error
+  }
+}
 
 /**
  * A message on the IPC channel that belongs to the protocol.
@@ -149,11 +273,8 @@ export type UpgradeResult =
 export const isMessage = (message: unknown): message is Message =>
   typeof message === "object" && message !== null && typeof (message as Message).tableflip === "string"
 
-const decodeManifest = Schema.decodeUnknownEither(Manifest)
-const encodeManifest = Schema.encodeSync(Manifest)
-
 /** @internal */
-export const encode = (manifest: Manifest): string => JSON.stringify(encodeManifest(manifest))
+export const encode = (manifest: Manifest): string => JSON.stringify(manifest)
 
 /**
  * Parses and checks a manifest, including that every fd it names is open and
@@ -180,13 +301,10 @@ export const decode = (text: string): Either.Either<Manifest, HandoverError> => 
       })
     )
   }
-  const decoded = decodeManifest(json, { onExcessProperty: "ignore" })
+  const decoded = check(json, manifestOf)
   if (Either.isLeft(decoded)) {
     return Either.left(
-      new HandoverError({
-        reason: "Malformed",
-        detail: `${ENV} does not match the manifest schema: ${ParseResult.TreeFormatter.formatErrorSync(decoded.left)}`
-      })
+      new HandoverError({ reason: "Malformed", detail: `${ENV} does not match the manifest schema: ${decoded.left}` })
     )
   }
   const manifest = decoded.right
