@@ -7,6 +7,9 @@
  * Scenarios: keep-alive and `Connection: close` clients, a fast handler and a
  * 50 ms one. Each row: 3 upgrades under load from a separate process.
  *
+ * Then the start-up cost of one generation (bench/startup.ts: the same server
+ * bare, as a plain Effect app, and with effect-tableflip).
+ *
  * Writes bench/results/<date>-node<major>.json and .md.
  *
  *   npm run bench [-- --upgrades 3 --only effect-tableflip]
@@ -18,6 +21,7 @@ import * as Path from "node:path"
 import { parseArgs } from "node:util"
 import type { ContenderName, Upgrade } from "./lib.js"
 import { contenders, freePort, root, sleep, splitByWindows, startLoad, tempDir } from "./lib.js"
+import * as Startup from "./startup.js"
 
 const { values } = parseArgs({
   options: {
@@ -112,6 +116,7 @@ for (const { clients, keepAlive, path, scenario } of scenarios) {
 }
 
 const floors = floor()
+const startup = Startup.measure(15)
 const ours = rows.filter((r) => r.contender === "effect-tableflip").flatMap((r) => r.signalToReadyMs)
 const results = {
   node: process.version,
@@ -123,6 +128,7 @@ const results = {
     tableflipSignalToReadyMedianMs: round(median(ours)),
     tableflipAboveBareServerMs: round(median(ours) - floors.bareHttpServerMs)
   },
+  startup,
   rows
 }
 
@@ -144,7 +150,8 @@ const md = [
   `importing Upgrader, Fds and Drain ${floors.libraryImportMs} ms (a process start included). ` +
   `effect-tableflip's signal-to-ready median ${results.floor.tableflipSignalToReadyMedianMs} ms, ` +
   `${results.floor.tableflipAboveBareServerMs} ms above the bare server.`,
-  ""
+  "",
+  Startup.markdown(startup)
 ].join("\n")
 
 const dir = Path.join(root, "bench", "results")

@@ -1,0 +1,85 @@
+/**
+ * Start-up cost of one generation: the same node:http server bare, as a
+ * plain Effect app, and with effect-tableflip up to `ready`, each compiled
+ * and run with plain `node`. Runs alternate (so a busy moment hits all three
+ * alike); each reports its own wall time, CPU and private memory when it
+ * serves. Medians of `runs`.
+ *
+ *   node --import tsx bench/startup.ts [--runs 15]      (after npm run build)
+ */
+import * as ChildProcess from "node:child_process"
+import * as Path from "node:path"
+import { root } from "./lib.js"
+
+export interface Probe {
+  readonly wallMs: number
+  readonly cpuMs: number
+  readonly privateMb: number
+  readonly rssMb: number
+}
+
+export const PROBES = ["bare", "effect", "tableflip"] as const
+export type ProbeName = typeof PROBES[number]
+
+const median = (xs: ReadonlyArray<number>) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0
+const round = (x: number) => Math.round(x * 10) / 10
+
+const probe = (name: ProbeName): Probe => {
+  const out = ChildProcess.execFileSync(process.execPath, [Path.join(root, "build/bench/probes", `${name}.js`)], {
+    cwd: root,
+    encoding: "utf8",
+    timeout: 60_000
+  })
+  const line = out.split("\n").find((l) => l.startsWith("{\"wallMs\""))
+  if (line === undefined) throw new Error(`probe ${name} reported nothing:\n${out}`)
+  return JSON.parse(line) as Probe
+}
+
+/** Medians per probe, and the library's cost above the plain Effect app. */
+export const measure = (runs: number) => {
+  const samples = new Map<ProbeName, Array<Probe>>(PROBES.map((name) => [name, []]))
+  for (let i = 0; i < runs; i++) for (const name of PROBES) samples.get(name)!.push(probe(name))
+  const medians = Object.fromEntries(PROBES.map((name) => {
+    const all = samples.get(name)!
+    return [name, {
+      wallMs: round(median(all.map((p) => p.wallMs))),
+      cpuMs: round(median(all.map((p) => p.cpuMs))),
+      privateMb: round(median(all.map((p) => p.privateMb))),
+      rssMb: round(median(all.map((p) => p.rssMb)))
+    }]
+  })) as Record<ProbeName, Probe>
+  return {
+    runs,
+    ...medians,
+    library: {
+      cpuRatio: Math.round((medians.tableflip.cpuMs / medians.effect.cpuMs) * 100) / 100,
+      cpuAboveMs: round(medians.tableflip.cpuMs - medians.effect.cpuMs),
+      privateAboveMb: round(medians.tableflip.privateMb - medians.effect.privateMb)
+    }
+  }
+}
+
+export const markdown = (result: ReturnType<typeof measure>): string =>
+  [
+    `Start-up of one generation, compiled, plain \`node\` (medians of ${result.runs} alternating runs):`,
+    "",
+    "| probe | wall to serving (ms) | CPU (ms) | private memory (MB) | RSS (MB) |",
+    "|---|---:|---:|---:|---:|",
+    ...PROBES.map((name) => {
+      const p = result[name]
+      const label =
+        { bare: "bare node:http", effect: "plain Effect app", tableflip: "with effect-tableflip, to ready" }[
+          name
+        ]
+      return `| ${label} | ${p.wallMs} | ${p.cpuMs} | ${p.privateMb} | ${p.rssMb} |`
+    }),
+    "",
+    `effect-tableflip above the plain Effect app: CPU ×${result.library.cpuRatio} (+${result.library.cpuAboveMs} ms), ` +
+    `private memory +${result.library.privateAboveMb} MB.`,
+    ""
+  ].join("\n")
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const runs = Number(process.argv[process.argv.indexOf("--runs") + 1] ?? 15) || 15
+  process.stdout.write(markdown(measure(runs)))
+}
