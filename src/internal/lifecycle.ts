@@ -33,6 +33,7 @@ import {
   UpgradeInProgress
 } from "../UpgradeError.js"
 import type { Upgrader } from "../Upgrader.js"
+import * as CompileCache from "./compileCache.js"
 import * as UpgradeErrors from "./errors.js"
 import * as Link from "./link.js"
 import * as Log from "./log.js"
@@ -178,7 +179,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     execPath: options.command?.execPath ?? process.execPath,
     args: options.command?.args ?? [...process.execArgv, ...process.argv.slice(1)],
     cwd: options.command?.cwd ?? cwd,
-    env: options.command?.env ?? process.env
+    env: CompileCache.handOn(options.command?.env ?? process.env)
   })
 
   // Until `ready` the child has a timeout; after it, a probation during which this generation
