@@ -22,6 +22,7 @@ import { parseArgs } from "node:util"
 import type { ContenderName, Upgrade } from "./lib.js"
 import { contenders, freePort, root, sleep, splitByWindows, startLoad, tempDir } from "./lib.js"
 import * as Startup from "./startup.js"
+import * as Strays from "./strays.js"
 
 const { values } = parseArgs({
   options: {
@@ -117,6 +118,8 @@ for (const { clients, keepAlive, path, scenario } of scenarios) {
 
 const floors = floor()
 const startup = Startup.measure(15)
+// Last: it leaves 20k loopback sockets in TIME_WAIT for a minute.
+const strays = await Strays.measure(20_000)
 const ours = rows.filter((r) => r.contender === "effect-tableflip").flatMap((r) => r.signalToReadyMs)
 const results = {
   node: process.version,
@@ -129,6 +132,7 @@ const results = {
     tableflipAboveBareServerMs: round(median(ours) - floors.bareHttpServerMs)
   },
   startup,
+  strays,
   rows
 }
 
@@ -151,7 +155,8 @@ const md = [
   `effect-tableflip's signal-to-ready median ${results.floor.tableflipSignalToReadyMedianMs} ms, ` +
   `${results.floor.tableflipAboveBareServerMs} ms above the bare server.`,
   "",
-  Startup.markdown(startup)
+  Startup.markdown(startup),
+  Strays.markdown(strays)
 ].join("\n")
 
 const dir = Path.join(root, "bench", "results")

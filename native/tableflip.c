@@ -6,7 +6,9 @@
  * Node version from 20 on.
  */
 #define _GNU_SOURCE
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <node_api.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -370,6 +372,70 @@ static napi_value connect_unix(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/*
+ * listening(fd: number): null | { family: "IPv4" | "IPv6", address, port } | { family: "unix", path } |
+ * { family: "other" }. Whether an fd of this process is a listening stream socket (SO_ACCEPTCONN), and
+ * where it listens: the stray-listener check asks this of its own socket fds only, which costs the same
+ * however many sockets the machine has (reading /proc/net/tcp grows with every TIME_WAIT).
+ * A unix path in the abstract namespace comes back with its leading NUL as "\0".
+ */
+static napi_value listening(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t fd = -1;
+  if (argc < 1 || !get_int(env, argv[0], &fd) || fd < 0) {
+    napi_throw_type_error(env, NULL, "listening(fd) with a non-negative integer fd");
+    return NULL;
+  }
+  napi_value result;
+  int accepting = 0;
+  socklen_t length = sizeof accepting;
+  if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &accepting, &length) < 0) {
+    if (errno == ENOTSOCK || errno == EBADF || errno == ENOPROTOOPT) {
+      napi_get_null(env, &result);
+      return result;
+    }
+    return throw_errno(env, errno, "getsockopt");
+  }
+  if (!accepting) {
+    napi_get_null(env, &result);
+    return result;
+  }
+  struct sockaddr_storage address;
+  socklen_t address_length = sizeof address;
+  memset(&address, 0, sizeof address);
+  if (getsockname(fd, (struct sockaddr *)&address, &address_length) < 0) return throw_errno(env, errno, "getsockname");
+  napi_create_object(env, &result);
+  napi_value family, text, port;
+  char buffer[INET6_ADDRSTRLEN];
+  if (address.ss_family == AF_INET || address.ss_family == AF_INET6) {
+    int v6 = address.ss_family == AF_INET6;
+    const void *raw = v6 ? (const void *)&((struct sockaddr_in6 *)&address)->sin6_addr
+                         : (const void *)&((struct sockaddr_in *)&address)->sin_addr;
+    inet_ntop(address.ss_family, raw, buffer, sizeof buffer);
+    napi_create_string_utf8(env, v6 ? "IPv6" : "IPv4", NAPI_AUTO_LENGTH, &family);
+    napi_create_string_utf8(env, buffer, NAPI_AUTO_LENGTH, &text);
+    napi_create_int32(env, ntohs(v6 ? ((struct sockaddr_in6 *)&address)->sin6_port
+                                     : ((struct sockaddr_in *)&address)->sin_port), &port);
+    napi_set_named_property(env, result, "address", text);
+    napi_set_named_property(env, result, "port", port);
+  } else if (address.ss_family == AF_UNIX) {
+    struct sockaddr_un *unix_address = (struct sockaddr_un *)&address;
+    size_t path_length = address_length > offsetof(struct sockaddr_un, sun_path)
+      ? address_length - offsetof(struct sockaddr_un, sun_path) : 0;
+    /* A pathname is NUL-terminated within the length; an abstract name starts with NUL and is not. */
+    if (path_length > 0 && unix_address->sun_path[0] != '\0') path_length = strnlen(unix_address->sun_path, path_length);
+    napi_create_string_utf8(env, "unix", NAPI_AUTO_LENGTH, &family);
+    napi_create_string_utf8(env, unix_address->sun_path, path_length, &text);
+    napi_set_named_property(env, result, "path", text);
+  } else {
+    napi_create_string_utf8(env, "other", NAPI_AUTO_LENGTH, &family);
+  }
+  napi_set_named_property(env, result, "family", family);
+  return result;
+}
+
 NAPI_MODULE_INIT() {
   napi_property_descriptor properties[] = {
     {"notify", NULL, notify, NULL, NULL, NULL, napi_default, NULL},
@@ -379,6 +445,7 @@ NAPI_MODULE_INIT() {
     {"peerCred", NULL, peer_cred, NULL, NULL, NULL, napi_default, NULL},
     {"lock", NULL, lock_file, NULL, NULL, NULL, napi_default, NULL},
     {"connect", NULL, connect_unix, NULL, NULL, NULL, napi_default, NULL},
+    {"listening", NULL, listening, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof properties / sizeof properties[0], properties);
   return exports;

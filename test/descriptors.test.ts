@@ -166,17 +166,21 @@ describe("descriptors", () => {
     assert.isTrue(holdsSocket(child, inode), "the same socket, adopted")
   })
 
-  it("refuses to upgrade past a listener that bypassed the registry, and says what to do", async () => {
-    const free = await freePort()
-    const { run } = start({ listen: [{ host: "127.0.0.1", port: 0 }], stray: { host: "127.0.0.1", port: free } })
-    const first = await run.waitFor((e) => e.event === "ready")
-    process.kill(first.pid, "SIGUSR2")
-    const failed = await run.waitFor((e) => e.event === "upgrade-failed")
-    assert.strictEqual(failed.tag, "UnregisteredListener")
-    assert.deepStrictEqual(failed.addresses, [`tcp:127.0.0.1:${free}`])
-    assert.match(failed.message, /Fds\.listen or register them with Fds\.addListener/)
-    assert.isUndefined(run.events.find((e) => e.event === "started" && e.generation === 2), "nothing was started")
-  })
+  // Through the addon (this process's own fds), and through /proc/net without it.
+  it.each([["the addon", {}], ["/proc/net", { EFFECT_TABLEFLIP_NATIVE: "0" }]] as const)(
+    "refuses to upgrade past a listener that bypassed the registry, and says what to do (%s)",
+    async (_, env) => {
+      const free = await freePort()
+      const { run } = start({ listen: [{ host: "127.0.0.1", port: 0 }], stray: { host: "127.0.0.1", port: free } }, env)
+      const first = await run.waitFor((e) => e.event === "ready")
+      process.kill(first.pid, "SIGUSR2")
+      const failed = await run.waitFor((e) => e.event === "upgrade-failed")
+      assert.strictEqual(failed.tag, "UnregisteredListener")
+      assert.deepStrictEqual(failed.addresses, [`tcp:127.0.0.1:${free}`])
+      assert.match(failed.message, /Fds\.listen or register them with Fds\.addListener/)
+      assert.isUndefined(run.events.find((e) => e.event === "started" && e.generation === 2), "nothing was started")
+    }
+  )
 
   it("takes systemd's sockets (LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES) by name and by address, and passes them on", async () => {
     const web = Net.createServer()

@@ -27,6 +27,12 @@ export interface Addon {
   readonly lock: (path: string) => number | null
   /** A blocking, close-on-exec unix stream socket connected to `path`. */
   readonly connect: (path: string) => number
+  /** Whether an fd of this process is a listening socket, and where: `null` if it is not. */
+  readonly listening: (fd: number) =>
+    | { readonly family: "IPv4" | "IPv6"; readonly address: string; readonly port: number }
+    | { readonly family: "unix"; readonly path: string }
+    | { readonly family: "other" }
+    | null
 }
 
 let loaded: { readonly addon: Addon | undefined; readonly reason: string } | undefined
