@@ -27,8 +27,10 @@ const installWords = (): Array<string> => {
   return lines.at(-1)!.split(/\s+/).slice(2)
 }
 
-/** Every README program: a TypeScript block that runs itself. */
-const programs = blocks("ts").filter((block) => block.includes("NodeRuntime.runMain"))
+/** Every README program: a TypeScript block that imports the package and runs itself. */
+const programs = blocks("ts").filter((block) =>
+  /^import .* from "effect-tableflip[/"]/m.test(block) && block.includes("NodeRuntime.runMain")
+)
 
 const exec = (command: string, args: ReadonlyArray<string>, cwd: string) => {
   const result = ChildProcess.spawnSync(command, args, { cwd, encoding: "utf8", env: { ...process.env, CI: "1" } })
