@@ -616,6 +616,8 @@ export const make = Effect.fnUntraced(function*(options: Options) {
               if (!wasHandingOver) return
               yield* Effect.logWarning(`pid ${newcomer.pid} went away before it was ready; serving on`)
               if (!stillOurs()) yield* claimOwnerSocket
+              // It may have recorded itself as the owner before it died.
+              yield* recordOwner
             }).pipe(Effect.catchAll((error) => Effect.logError(error.message)), annotate)
           )
         })
@@ -623,6 +625,15 @@ export const make = Effect.fnUntraced(function*(options: Options) {
       }).pipe(annotate)
     )
   }
+
+  // owner.start (pid and start time: the proof a live pid is still the owner), then owner.pid.
+  const recordOwner = Effect.zipRight(
+    Effect.try({
+      try: () => writeAtomic(ownerStartPath, `${process.pid} ${Procfs.processStat(process.pid)?.startTime ?? 0}\n`),
+      catch: (cause) => new PidFileError({ path: ownerStartPath, cause })
+    }),
+    PidFile.write(ownerPidPath)
+  )
 
   const ready = Effect.gen(function*() {
     if (readied) return
@@ -632,11 +643,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     yield* claimOwnerSocket.pipe(
       Effect.mapError((error) => new PidFileError({ path: error.path, cause: error.message }))
     )
-    yield* Effect.try({
-      try: () => writeAtomic(ownerStartPath, `${process.pid} ${Procfs.processStat(process.pid)?.startTime ?? 0}\n`),
-      catch: (cause) => new PidFileError({ path: ownerStartPath, cause })
-    })
-    yield* PidFile.write(ownerPidPath)
+    yield* recordOwner
     yield* Ref.update(state, (s): State => s === "Starting" ? "Ready" : s)
     if (connection !== undefined) {
       const fd = connection
