@@ -336,6 +336,48 @@ describe("DirectoryUpgrader", () => {
     180_000
   )
 
+  it(
+    "a newcomer facing an owner that does not answer (stopped) fails typed within its timeout, and answers SIGTERM",
+    async () => {
+      const dir = coordination()
+      const a = await instance({ listen: [{ host: "127.0.0.1", port: 0 }], directory: dir })
+      const target = { host: "127.0.0.1", port: a.reached.listeners[0].port as number }
+      // Stopped, it accepts nothing, but the kernel still queues connections to it: connect succeeds.
+      process.kill(a.pid, "SIGSTOP")
+      try {
+        const b = await within(
+          instance({ listen: [target], directory: dir, directoryTimeout: "3 seconds" }),
+          40_000,
+          "the newcomer's answer"
+        )
+        assert.strictEqual(b.reached.event, "failed")
+        assert.strictEqual(b.reached.tag, "DirectoryError")
+        assert.match(
+          b.reached.message,
+          new RegExp(`no handover within 3s: waited for an answer from the owner \\(pid ${a.pid}\\)`)
+        )
+
+        const { run } = start({ listen: [target], directory: dir, directoryTimeout: "60 seconds" })
+        await within(
+          run.waitForLine(new RegExp(`the owner \\(pid ${a.pid}\\) has not answered`)),
+          40_000,
+          "the warning"
+        )
+        const signalled = Date.now()
+        process.kill(run.process.pid!, "SIGTERM")
+        await within(run.ended(), 10_000, "the newcomer ending on SIGTERM")
+        assert.isBelow(Date.now() - signalled, 5_000)
+      } finally {
+        process.kill(a.pid, "SIGCONT")
+      }
+      assert.strictEqual(await within(askPid(target), 10_000, "the owner, continued"), a.pid, "the owner serves on")
+      const c = await within(instance({ listen: [target], directory: dir }), 40_000, "the next newcomer")
+      assert.strictEqual(c.reached.event, "ready")
+      assert.isTrue(c.hasParent, "the continued owner hands over as ever")
+    },
+    180_000
+  )
+
   it("refuses a directory under one that others may write to without the sticky bit, naming it", async () => {
     const shared = Path.join(tempDir(), "shared")
     Fs.mkdirSync(shared)

@@ -41,6 +41,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as Ref from "effect/Ref"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
@@ -243,6 +244,10 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     | { readonly _tag: "Nobody" }
   type Attempt = number | { readonly _tag: "Full" } | { readonly _tag: "Nobody" }
 
+  // What the search waits for, named when the deadline comes.
+  let waitingFor = `an answer from the owner at ${ownerPath}`
+  let warnedSlow = false
+
   // One connect, which never waits: no file or nobody serving it is nobody; a full queue is retried.
   const connectOnce = Effect.try({
     try: (): Attempt => {
@@ -363,7 +368,19 @@ export const make = Effect.fnUntraced(function*(options: Options) {
         if (peer.uid !== uid) {
           return Effect.fail(new PeerError(`the owner (pid ${peer.pid}) runs as uid ${peer.uid}, not ${uid}`))
         }
-        return readAnswer(attempt, peer, received)
+        waitingFor = `an answer from the owner (pid ${peer.pid}), connected at ${ownerPath}`
+        // An owner that accepts nothing (stopped, hung) still takes connections into its queue: say so once.
+        const slow = warnedSlow ? Effect.void : Effect.logWarning(
+          `the owner (pid ${peer.pid}) has not answered within 1s; waiting for up to ${Duration.format(timeout)}`
+        ).pipe(
+          Effect.zipRight(Effect.sync(() => (warnedSlow = true))),
+          Effect.delay(Duration.seconds(1)),
+          annotate
+        )
+        return Effect.flatMap(
+          Effect.fork(slow),
+          (warning) => readAnswer(attempt, peer, received).pipe(Effect.ensuring(Fiber.interrupt(warning)))
+        )
       }).pipe(
         Effect.onExit((exit) =>
           Effect.sync(() => {
@@ -392,7 +409,6 @@ export const make = Effect.fnUntraced(function*(options: Options) {
   // A live owner that is busy (handing over to another, draining), whose queue is full or whose
   // socket is momentarily gone is waited for; only one that is provably gone makes this process
   // the first owner. What it waits for names the obstacle when the deadline comes.
-  let waitingFor = "an answer from the owner"
   let warnedFull = false
   const find: Effect.Effect<Asked, DirectoryError> = Effect.flatMap(ask, (asked) => {
     switch (asked._tag) {
