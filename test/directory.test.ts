@@ -378,6 +378,29 @@ describe("DirectoryUpgrader", () => {
     180_000
   )
 
+  it("an owner drops a newcomer that sends more than its ready line, buffering no more than a few bytes", async () => {
+    const dir = coordination()
+    const a = await instance({ listen: [{ host: "127.0.0.1", port: 0 }], directory: dir })
+    const target = { host: "127.0.0.1", port: a.reached.listeners[0].port as number }
+    // A newcomer of our own, as the same user: it reads the offer's first bytes, then floods the owner.
+    const flood = Net.connect(Path.join(dir, "owner.sock"))
+    flood.on("error", () => {})
+    const header = await within(
+      new Promise<string>((resolve) => flood.setEncoding("utf8").once("data", (chunk: string) => resolve(chunk))),
+      20_000,
+      "the offer"
+    )
+    const closed = new Promise<void>((resolve) => flood.once("close", () => resolve()))
+    flood.write("x".repeat(1 << 20))
+    await within(closed, 20_000, "the owner dropping the flooding newcomer")
+    assert.match(header, /^offer 1 \d+\n/)
+    await within(a.run.waitForLine(/sent \d+ bytes that are not .*ready.*; dropped it/), 20_000, "the owner's warning")
+    assert.strictEqual(await askPid(target), a.pid, "the owner serves on")
+    const b = await within(instance({ listen: [target], directory: dir }), 40_000, "the next newcomer")
+    assert.strictEqual(b.reached.event, "ready")
+    assert.isTrue(b.hasParent, "the owner hands over as ever")
+  }, 120_000)
+
   it("refuses a directory under one that others may write to without the sticky bit, naming it", async () => {
     const shared = Path.join(tempDir(), "shared")
     Fs.mkdirSync(shared)
