@@ -401,6 +401,36 @@ describe("DirectoryUpgrader", () => {
     assert.isTrue(b.hasParent, "the owner hands over as ever")
   }, 120_000)
 
+  it("a newcomer reads no more than it may: an oversized offer or an endless header is a typed error", async () => {
+    for (
+      const [answer, expected] of [
+        ["offer 1 999999999999\n", /announced 999999999999 bytes of manifest for 1 sockets, over the limit of 8192/],
+        ["y".repeat(1 << 20), /answered without a header line/]
+      ] as const
+    ) {
+      const dir = coordination()
+      // A fake owner in this process (same user), answering as told and then holding the connection open.
+      const fake = Net.createServer((socket) => {
+        socket.on("error", () => {})
+        socket.write(answer)
+      }).listen(Path.join(dir, "owner.sock"))
+      await within(new Promise((resolve) => fake.once("listening", resolve)), 10_000, "the fake owner")
+      try {
+        const b = await within(
+          instance({ listen: [{ host: "127.0.0.1", port: 0 }], directory: dir, directoryTimeout: "30 seconds" }),
+          40_000,
+          "the newcomer"
+        )
+        assert.strictEqual(b.reached.event, "failed")
+        assert.strictEqual(b.reached.tag, "DirectoryError")
+        assert.strictEqual(b.reached.reason, "Handover")
+        assert.match(b.reached.message, expected)
+      } finally {
+        fake.close()
+      }
+    }
+  }, 120_000)
+
   it("refuses a directory under one that others may write to without the sticky bit, naming it", async () => {
     const shared = Path.join(tempDir(), "shared")
     Fs.mkdirSync(shared)
