@@ -363,25 +363,25 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     (attempt): Effect.Effect<Asked, Error> => {
       if (typeof attempt !== "number") return Effect.succeed(attempt)
       const received: Array<number> = []
-      return Effect.suspend(() => {
-        const peer = addon.peerCred(attempt)
-        if (peer.uid !== uid) {
-          return Effect.fail(new PeerError(`the owner (pid ${peer.pid}) runs as uid ${peer.uid}, not ${uid}`))
-        }
-        waitingFor = `an answer from the owner (pid ${peer.pid}), connected at ${ownerPath}`
-        // An owner that accepts nothing (stopped, hung) still takes connections into its queue: say so once.
-        const slow = warnedSlow ? Effect.void : Effect.logWarning(
-          `the owner (pid ${peer.pid}) has not answered within 1s; waiting for up to ${Duration.format(timeout)}`
-        ).pipe(
-          Effect.zipRight(Effect.sync(() => (warnedSlow = true))),
-          Effect.delay(Duration.seconds(1)),
-          annotate
-        )
-        return Effect.flatMap(
-          Effect.fork(slow),
-          (warning) => readAnswer(attempt, peer, received).pipe(Effect.ensuring(Fiber.interrupt(warning)))
-        )
-      }).pipe(
+      return Effect.try({ try: () => addon.peerCred(attempt), catch: (error) => error as Error }).pipe(
+        Effect.flatMap((peer) => {
+          if (peer.uid !== uid) {
+            return Effect.fail(new PeerError(`the owner (pid ${peer.pid}) runs as uid ${peer.uid}, not ${uid}`))
+          }
+          waitingFor = `an answer from the owner (pid ${peer.pid}), connected at ${ownerPath}`
+          // An owner that accepts nothing (stopped, hung) still takes connections into its queue: say so once.
+          const slow = warnedSlow ? Effect.void : Effect.logWarning(
+            `the owner (pid ${peer.pid}) has not answered within 1s; waiting for up to ${Duration.format(timeout)}`
+          ).pipe(
+            Effect.zipRight(Effect.sync(() => (warnedSlow = true))),
+            Effect.delay(Duration.seconds(1)),
+            annotate
+          )
+          return Effect.flatMap(
+            Effect.fork(slow),
+            (warning) => readAnswer(attempt, peer, received).pipe(Effect.ensuring(Fiber.interrupt(warning)))
+          )
+        }),
         Effect.onExit((exit) =>
           Effect.sync(() => {
             if (Exit.isSuccess(exit) && exit.value._tag === "Offer") return
