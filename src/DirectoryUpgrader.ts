@@ -21,8 +21,14 @@
  *
  * Security: the directory must belong to this process's user and be writable
  * by nobody else (`DirectoryError` "Permissions" otherwise; it is created 0700
- * when missing), and both ends check the other's uid (SO_PEERCRED), so a
- * process of another user can neither take the sockets nor hand over fakes.
+ * when missing), every directory above it must belong to this user or root and
+ * be writable by nobody else unless sticky (as `/tmp`), and both ends check the
+ * other's uid (SO_PEERCRED), so a process of another user can neither take the
+ * sockets nor hand over fakes.
+ *
+ * A starting process waits for the owner up to `timeout`, interruptibly (SIGTERM
+ * ends it at once), without blocking its event loop; a recorded owner that is
+ * not provably the same process (pid and start time, same user) is stale.
  *
  * @since 0.2.0
  */
@@ -42,7 +48,10 @@ import { Upgrader } from "./Upgrader.js"
 export interface Options {
   /** The coordination directory, e.g. `/run/app` (systemd's `RuntimeDirectory=`). */
   readonly dir: string
-  /** How long to wait for the takeover lock and for the owner's answer. Default: 1 minute. */
+  /**
+   * How long to wait for the takeover lock, and then for the owner's answer (a busy owner, one
+   * whose connection queue is full, one that answers slowly). Default: 1 minute.
+   */
   readonly timeout?: Duration.DurationInput | undefined
   /** Also write this process's pid here at `ready`. */
   readonly pidFile?: string | undefined

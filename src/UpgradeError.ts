@@ -211,10 +211,12 @@ export class StateError extends Data.TaggedError("StateError")<{
 
 /**
  * The coordination directory of `DirectoryUpgrader` cannot be trusted or
- * used: it is not this user's or others may write to it (`Permissions`),
- * another process is taking over and did not finish in time (`Locked`), the
- * process at the other end of the socket runs as another user (`Peer`), or the
- * owner's answer was broken (`Handover`).
+ * used: it, or a directory above it, is not this user's (or root's) or others
+ * may write to it (`Permissions`, `path` naming that directory), another
+ * process is taking over and did not finish in time (`Locked`), the process at
+ * the other end of the socket runs as another user (`Peer`), or the owner's
+ * answer was broken or did not come within the timeout (`Handover`, naming
+ * what the newcomer waited for).
  *
  * @since 0.2.0
  * @category errors

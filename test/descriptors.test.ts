@@ -182,6 +182,16 @@ describe("descriptors", () => {
     }
   )
 
+  it("names a unix listener that bypassed the registry by its whole path, spaces and all", async () => {
+    const path = Path.join(tempDir(), "a path  with spaces .sock")
+    const { run } = start({ listen: [{ host: "127.0.0.1", port: 0 }], strayPath: path })
+    const first = await run.waitFor((e) => e.event === "ready")
+    process.kill(first.pid, "SIGUSR2")
+    const failed = await run.waitFor((e) => e.event === "upgrade-failed")
+    assert.strictEqual(failed.tag, "UnregisteredListener")
+    assert.deepStrictEqual(failed.addresses, [`unix:${path}`])
+  })
+
   it("takes systemd's sockets (LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES) by name and by address, and passes them on", async () => {
     const web = Net.createServer()
     const webPort = await listen(web)

@@ -5,7 +5,7 @@
  */
 import { afterEach, assert, describe, it } from "@effect/vitest"
 import * as ChildProcess from "node:child_process"
-import { generations, socketPath, tempDir, writePlan } from "./helpers/fixture.js"
+import { generations, socketPath, tempDir, upgradeFrom, within, writePlan } from "./helpers/fixture.js"
 
 const { start } = generations()
 
@@ -20,9 +20,13 @@ afterEach(() => {
 })
 
 /** Binds a notify socket and collects what arrives on it. */
-const fakeSystemd = async () => {
+const fakeSystemd = async (options: { readonly mute?: boolean } = {}) => {
   const path = socketPath(tempDir(), "notify")
-  const python = ChildProcess.spawn("python3", ["test/fixtures/notify-socket.py", path], {
+  const python = ChildProcess.spawn("python3", [
+    "test/fixtures/notify-socket.py",
+    path,
+    ...(options.mute ? ["--mute"] : [])
+  ], {
     stdio: ["ignore", "pipe", "inherit"]
   })
   sockets.push(python)
@@ -98,4 +102,27 @@ describe("systemd notify", () => {
     assert.isAbove(usec(3), usec(1), "MONOTONIC_USEC grows")
     assert.strictEqual(got.length, 6, "and nothing else")
   })
+
+  it(
+    "a notify socket nobody reads (its queue full) freezes nothing: 20 upgrades, a warning, and SIGTERM still works",
+    async () => {
+      const systemd = await fakeSystemd({ mute: true })
+      const { planFile, run } = start({ listen: [{ host: "127.0.0.1", port: 0 }] }, { NOTIFY_SOCKET: systemd.path })
+      const first = await within(run.waitFor((e) => e.event === "ready"), 30_000, "generation 1 ready")
+      writePlan(planFile, { listen: [{ host: "127.0.0.1", port: first.listeners[0].port }] })
+      // 41 messages into a queue of 10 (net.unix.max_dgram_qlen): a blocking send froze the 6th upgrade.
+      let current: number = first.pid
+      for (let i = 1; i <= 20; i++) current = await within(upgradeFrom(run, current), 30_000, `upgrade ${i}`)
+      await within(run.waitForLine(/cannot notify systemd at .*EAGAIN.*queue is full/), 10_000, "the warning")
+      process.kill(current, "SIGTERM")
+      const ended = await within(
+        run.waitFor((e) => e.event === "ended" && e.pid === current),
+        15_000,
+        `generation 21 (pid ${current}) ending on SIGTERM`
+      )
+      assert.isTrue(ended.ok)
+      await within(run.ended(), 15_000, "every generation gone")
+    },
+    600_000
+  )
 })

@@ -8,24 +8,38 @@ import * as Fs from "node:fs"
 import { createRequire } from "node:module"
 import { fileURLToPath } from "node:url"
 
-/** @internal */
+/**
+ * Every call returns at once: sockets are non-blocking, and the one wait (`waitReadable`) runs on a
+ * worker thread. A wrong argument throws a TypeError or RangeError naming the call; a failed
+ * system call throws an Error whose `code` is the errno's name.
+ *
+ * @internal
+ */
 export interface Addon {
-  /** Sends one datagram to a unix socket; a path starting with `@` is abstract. Throws an errno error. */
+  /** Sends one datagram to a unix socket without waiting (a full queue is EAGAIN); a path starting with `@` is abstract. */
   readonly notify: (path: string, message: string) => void
   /** waitpid(pid, WNOHANG) for a process libuv did not spawn; `null` while it runs. */
   readonly reap: (pid: number) => { readonly code: number | null; readonly signal: number | null } | null
-  /** One sendmsg of `data` with `fds` as SCM_RIGHTS on a connected unix stream socket. */
-  readonly sendFds: (socket: number, fds: ReadonlyArray<number>, data: string) => void
-  /** Waits up to `timeoutMs` for one message; the fds arrive close-on-exec. Blocks the thread. */
+  /**
+   * One sendmsg, without waiting, of `data` with `fds` (at most 253) as SCM_RIGHTS on a connected
+   * unix stream socket: the bytes sent, perhaps fewer than `data` holds (the fds went with the first).
+   */
+  readonly sendFds: (socket: number, fds: ReadonlyArray<number>, data: Uint8Array | string) => number
+  /**
+   * One recvmsg of at most `maxBytes`, without waiting: `null` when there is nothing to read yet, an
+   * empty `data` at the end of the stream. The fds arrive close-on-exec; `truncated` means some were dropped.
+   */
   readonly recvFds: (
     socket: number,
-    timeoutMs: number
-  ) => { readonly fds: ReadonlyArray<number>; readonly data: string; readonly truncated: boolean }
+    maxBytes: number
+  ) => { readonly fds: ReadonlyArray<number>; readonly data: Buffer; readonly truncated: boolean } | null
+  /** Waits on a worker thread up to `timeoutMs` (at most 1000) for `socket` to be readable; `false` if not yet. */
+  readonly waitReadable: (socket: number, timeoutMs: number) => Promise<boolean>
   /** SO_PEERCRED: who is at the other end of a unix socket. */
   readonly peerCred: (socket: number) => { readonly pid: number; readonly uid: number; readonly gid: number }
   /** flock(LOCK_EX | LOCK_NB) on a file it creates (0600): the fd holding the lock, or null if taken. */
   readonly lock: (path: string) => number | null
-  /** A blocking, close-on-exec unix stream socket connected to `path`. */
+  /** A non-blocking, close-on-exec unix stream socket connected to `path`; a full queue is EAGAIN. */
   readonly connect: (path: string) => number
   /** Whether an fd of this process is a listening socket, and where: `null` if it is not. */
   readonly listening: (fd: number) =>

@@ -14,7 +14,8 @@ import * as Native from "./native.js"
 
 /**
  * Sends one notify message of `KEY=value` fields; does nothing when NOTIFY_SOCKET is unset, and
- * never fails (a failure is logged once).
+ * never fails or waits: a socket nobody reads (a full queue) drops the message. A failure is
+ * logged as a warning, once for each kind (errno).
  *
  * @internal
  */
@@ -27,7 +28,7 @@ export const monotonicUsec = (): string => String(process.hrtime.bigint() / 1000
 export const make = (): Notify => {
   const path = process.env.NOTIFY_SOCKET
   if (path === undefined || path === "") return () => Effect.void
-  let warned = false
+  const warned = new Set<string>()
   const send = (message: string, fields: ReadonlyArray<readonly [string, string]>) => {
     const { addon, reason } = Native.load()
     if (addon !== undefined) return addon.notify(path, message)
@@ -40,12 +41,14 @@ export const make = (): Notify => {
   }
   return (...fields) =>
     Effect.try(() => send(fields.map(([key, value]) => `${key}=${value}`).join("\n"), fields)).pipe(
-      Effect.catchAll((error) =>
-        warned ? Effect.void : Effect.sync(() => {
-          warned = true
-        }).pipe(
-          Effect.zipRight(Log.warning(`cannot notify systemd at ${path}: ${String(error.error)}`))
-        )
-      )
+      Effect.catchAll(({ error }) => {
+        const code = (error as NodeJS.ErrnoException).code ?? "other"
+        if (warned.has(code)) return Effect.void
+        warned.add(code)
+        const hint = code === "EAGAIN"
+          ? " (its queue is full: nobody reads the socket; messages are dropped, the service carries on)"
+          : ""
+        return Log.warning(`cannot notify systemd at ${path}: ${String(error)}${hint}`)
+      })
     )
 }

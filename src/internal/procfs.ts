@@ -29,15 +29,29 @@ export type SocketInfo =
 export const available = (): boolean => Fs.existsSync("/proc/self/fd") && Fs.existsSync("/proc/net/tcp")
 
 /**
- * A process's state letter (`R`, `S`, `Z` for a zombie, ...) and parent pid,
- * or `undefined` when it does not exist (or /proc cannot be read).
+ * A process's state letter (`R`, `S`, `Z` for a zombie, ...), parent pid and
+ * start time (clock ticks after boot: with the pid, it names one process for
+ * the machine's uptime, as a pid alone does not once pids are reused), or
+ * `undefined` when it does not exist (or /proc cannot be read).
  */
-export const processStat = (pid: number): { readonly state: string; readonly ppid: number } | undefined => {
+export const processStat = (
+  pid: number
+): { readonly state: string; readonly ppid: number; readonly startTime: string } | undefined => {
   try {
     const stat = Fs.readFileSync(`/proc/${pid}/stat`, "utf8")
-    // The command name in parentheses may hold spaces: the fields follow its last ')'.
-    const [state, ppid] = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
-    return { state: state!, ppid: Number(ppid) }
+    // The command name in parentheses may hold spaces: the fields follow its last ')', from field 3 on.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+    return { state: fields[0]!, ppid: Number(fields[1]), startTime: fields[19]! }
+  } catch {
+    return undefined
+  }
+}
+
+/** The effective uid a process runs as, or `undefined` when it does not exist. */
+export const processUid = (pid: number): number | undefined => {
+  try {
+    const match = /^Uid:\s+\d+\s+(\d+)/m.exec(Fs.readFileSync(`/proc/${pid}/status`, "utf8"))
+    return match === null ? undefined : Number(match[1])
   } catch {
     return undefined
   }
@@ -52,17 +66,14 @@ export const processStat = (pid: number): { readonly state: string; readonly ppi
 export const processIdentity = (
   pid: number
 ): { readonly startTicks: number; readonly startedAt: number; readonly uid: number } | undefined => {
+  const stat = processStat(pid)
+  const uid = processUid(pid)
+  if (stat === undefined || uid === undefined) return undefined
   try {
-    const stat = Fs.readFileSync(`/proc/${pid}/stat`, "utf8")
-    // Field 22, starttime, in clock ticks since boot; the fields after the command name start at 3.
-    const ticks = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19])
-    const uid = Number(/^Uid:\s+(\d+)/m.exec(Fs.readFileSync(`/proc/${pid}/status`, "utf8"))?.[1])
     // USER_HZ is 100 on every architecture Linux runs Node on; /proc/uptime has the same 10 ms grain.
     const uptime = Number(Fs.readFileSync("/proc/uptime", "utf8").split(" ")[0])
-    const bootedAt = Date.now() - uptime * 1000
-    return Number.isFinite(ticks) && Number.isFinite(uid) && Number.isFinite(uptime)
-      ? { startTicks: ticks, startedAt: bootedAt + ticks * 10, uid }
-      : undefined
+    const ticks = Number(stat.startTime)
+    return { startTicks: ticks, startedAt: Date.now() - uptime * 1000 + ticks * 10, uid }
   } catch {
     return undefined
   }
@@ -116,19 +127,31 @@ export const sockets = (): Map<string, SocketInfo> => {
   inet("/proc/net/udp", "udp", "IPv4")
   inet("/proc/net/udp6", "udp", "IPv6")
   for (const line of readLines("/proc/net/unix")) {
-    // Num RefCount Protocol Flags Type St Inode Path
-    const fields = line.trim().split(/\s+/)
-    if (fields.length < 7) continue
-    const path = fields[7]
-    byInode.set(fields[6]!, {
-      kind: "unix",
-      inode: fields[6]!,
-      path: path === undefined ? undefined : path.startsWith("@") ? `\0${path.slice(1)}` : path,
-      stream: fields[4] === "0001",
-      listening: (parseInt(fields[3]!, 16) & 0x10000) !== 0
-    })
+    const entry = unixEntry(line)
+    if (entry !== undefined) byInode.set(entry.inode, entry)
   }
   return byInode
+}
+
+/**
+ * One line of /proc/net/unix: `Num: RefCount Protocol Flags Type St Inode Path`. The path is
+ * everything after the single space that follows the inode, spaces included (the kernel prints it
+ * raw; an abstract name starts with `@`). A path holding a newline spans two lines and cannot be
+ * read back; the line that does not parse is skipped.
+ */
+const unixEntry = (line: string): SocketInfo | undefined => {
+  const match =
+    /^\s*[0-9A-Fa-f]+:\s+[0-9A-Fa-f]+\s+[0-9A-Fa-f]+\s+([0-9A-Fa-f]+)\s+([0-9A-Fa-f]+)\s+[0-9A-Fa-f]+\s+(\d+)(?: (.*))?$/
+      .exec(line)
+  if (match === null) return undefined
+  const [, flags, type, inode, path] = match
+  return {
+    kind: "unix",
+    inode: inode!,
+    path: path === undefined || path === "" ? undefined : path.startsWith("@") ? `\0${path.slice(1)}` : path,
+    stream: type === "0001",
+    listening: (parseInt(flags!, 16) & 0x10000) !== 0
+  }
 }
 
 const readLines = (file: string): ReadonlyArray<string> => {

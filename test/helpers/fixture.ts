@@ -286,6 +286,15 @@ export const generations = () => {
   return { start, track }
 }
 
+/** `promise`, or a rejection naming `what` after `ms`: a test never waits without a deadline. */
+export const within = <A>(promise: Promise<A>, ms: number, what: string): Promise<A> => {
+  let timer: NodeJS.Timeout | undefined
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms)
+  })
+  return Promise.race([promise, deadline]).finally(() => clearTimeout(timer))
+}
+
 /** A port nobody listens on right now (bound and released; another process could take it meanwhile). */
 export const freePort = (): Promise<number> =>
   new Promise((resolve) => {
