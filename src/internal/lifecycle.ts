@@ -307,7 +307,8 @@ export const make = Effect.fnUntraced(function*(options: Options) {
         )
         return child
       }),
-      (child) => Effect.zipRight(child.sendSockets, awaitChild(child)),
+      // The sockets are sent inside the race with the child's exit, the timeout and stop.
+      (child) => awaitChild(child),
       (child, exit) =>
         Effect.zipRight(
           Exit.isSuccess(exit) ? Effect.zipRight(child.detach, watchSuccessor(child)) : child.kill,

@@ -112,7 +112,7 @@ export const run = Effect.fnUntraced(function*(options: Options) {
         Effect.flatMap((exited) => onExit(generation, exited)),
         Effect.forkDaemon
       )
-      yield* child.sendSockets.pipe(Effect.tapError(() => child.kill))
+      // The sockets go out in `awaitReady`, raced with the child's exit, the timeout and stop.
       yield* Effect.logInfo(`started generation ${number}`).pipe(Effect.annotateLogs({ childPid: child.pid }))
       return generation
     })
@@ -213,7 +213,12 @@ export const run = Effect.fnUntraced(function*(options: Options) {
       ).pipe(
         Effect.zipRight(Deferred.succeed(stopped, undefined)),
         // A pending generation is killed by its upgrade; the others stop and drain.
-        Effect.zipRight(Effect.forEach([...live], (child) => child.post({ tableflip: "stop" }), { discard: true }))
+        Effect.zipRight(
+          Effect.forEach([...live], (child) => child.post({ tableflip: "stop" }), {
+            concurrency: "unbounded",
+            discard: true
+          })
+        )
       )
     })
 
