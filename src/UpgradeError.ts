@@ -28,13 +28,15 @@ export class NotSupported extends Data.TaggedError("NotSupported")<{
 /**
  * The handover from the previous generation could not be read: the manifest is
  * malformed, of another protocol version, or names a descriptor that is missing
- * or of the wrong kind. Raised when the `Upgrader` layer is built.
+ * or of the wrong kind, or the sockets it names did not arrive in time
+ * (`Timeout`: the previous generation's upgrade timeout, or 1 minute). Raised
+ * when the `Upgrader` layer is built.
  *
  * @since 0.1.0
  * @category errors
  */
 export class HandoverError extends Data.TaggedError("HandoverError")<{
-  readonly reason: "Malformed" | "Version" | "MissingFd" | "WrongKind"
+  readonly reason: "Malformed" | "Version" | "MissingFd" | "WrongKind" | "Timeout"
   readonly detail: string
 }> {
   override get message(): string {

@@ -5,17 +5,26 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Dgram from "node:dgram"
 import * as Path from "node:path"
-import { generations, Run, tempDir, writePlan } from "./helpers/fixture.js"
+import type { Plan } from "./fixtures/generation.js"
+import { generations, Run, tempDir, within, writePlan } from "./helpers/fixture.js"
 
 const { track } = generations()
 
 const ENV = "EFFECT_TABLEFLIP_HANDOVER"
 
-const startWith = (handover: string, extraStdio: Array<"pipe" | "ipc" | number> = []) => {
+const startWith = (
+  handover: string,
+  extraStdio: Array<"pipe" | "ipc" | number> = [],
+  env: NodeJS.ProcessEnv = {},
+  plan: Partial<Plan> = {}
+) => {
   const dir = tempDir()
   const planFile = Path.join(dir, "plan.json")
-  writePlan(planFile, { listen: [{ host: "127.0.0.1", port: 0 }] })
-  const run = new Run("test/fixtures/generation.ts", ["--plan", planFile], { env: { [ENV]: handover }, extraStdio })
+  writePlan(planFile, { listen: [{ host: "127.0.0.1", port: 0 }], ...plan })
+  const run = new Run("test/fixtures/generation.ts", ["--plan", planFile], {
+    env: { ...env, [ENV]: handover },
+    extraStdio
+  })
   track(run)
   return run
 }
@@ -71,5 +80,19 @@ describe("handover", () => {
     const gone = startWith(manifest({ fds: [tcp] }), ["ipc"])
     gone.process.disconnect()
     await expectFailure(gone, "MissingFd", /went away before it handed over tcp:127.0.0.1:1/)
+  })
+
+  it("gives up within its deadline on a channel at fd 3 that is open but silent", async () => {
+    const tcp = { kind: "tcp", key: "tcp:127.0.0.1:1", address: "127.0.0.1", port: 1, family: "IPv4" }
+    // A plain socket pair, not a Node IPC channel: nothing ever arrives on it. The deadline is the
+    // upgrade timeout the previous generation passes in the manifest.
+    const started = Date.now()
+    const silent = startWith(manifest({ fds: [tcp], upgradeTimeoutMillis: 2000 }), ["pipe"], { NODE_CHANNEL_FD: "3" })
+    await within(
+      30_000,
+      "the handover's failure",
+      expectFailure(silent, "Timeout", /handed over nothing of tcp:127.0.0.1:1 within 2s/)
+    )
+    assert.isAtLeast(Date.now() - started, 2000)
   })
 })

@@ -299,6 +299,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
           parentPid: process.pid,
           cwd,
           fds: handover.descriptors,
+          ...Protocol.upgradeTimeoutField(timeout),
           ...(stateText === undefined ? {} : { state: true })
         }, handover).pipe(Effect.tapError(() => Effect.sync(() => registry.settle(false))))
         yield* Ref.update(state, (s): State => s._tag === "Upgrading" ? { _tag: "Upgrading", childPid: child.pid } : s)

@@ -4,6 +4,7 @@
  * @internal
  */
 import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as FiberId from "effect/FiberId"
 import type * as Scope from "effect/Scope"
@@ -109,17 +110,20 @@ export const open = (manifest: Protocol.Manifest): Effect.Effect<Link, HandoverE
       received.set(message.key, handle)
       if (complete()) Deferred.unsafeDone(allReceived, Effect.void)
     }
+    const missing = () => {
+      const keys = [...expected].filter((key) => !received.has(key))
+      if (manifest.state === true && state === undefined) keys.push("its state")
+      return keys
+    }
     const onDisconnect = () => {
       Deferred.unsafeDone(parentGone, Effect.void)
       if (answer !== undefined) Deferred.unsafeDone(answer, Effect.succeed(undefined))
-      const missing = [...expected].filter((key) => !received.has(key))
-      if (manifest.state === true && state === undefined) missing.push("its state")
       Deferred.unsafeDone(
         allReceived,
         new HandoverError({
           reason: "MissingFd",
           detail: `the previous generation (pid ${manifest.parentPid}) went away before it handed over ${
-            missing.join(", ")
+            missing().join(", ")
           }`
         })
       )
@@ -136,7 +140,25 @@ export const open = (manifest: Protocol.Manifest): Effect.Effect<Link, HandoverE
           process.off("disconnect", onDisconnect)
         })
     )
-    yield* Deferred.await(allReceived)
+    // A channel that stays open and silent (a hung parent, a pipe at fd 3) must not hold this
+    // generation for ever: it waits as long as its parent waits for it.
+    const deadline = manifest.upgradeTimeoutMillis === undefined
+      ? Protocol.HANDOVER_TIMEOUT
+      : Duration.millis(manifest.upgradeTimeoutMillis)
+    yield* Deferred.await(allReceived).pipe(Effect.timeoutFail({
+      duration: deadline,
+      onTimeout: () =>
+        new HandoverError({
+          reason: "Timeout",
+          detail:
+            `the previous generation (pid ${manifest.parentPid}) handed over ${
+              received.size === 0 && state === undefined ? "nothing" : "only part"
+            } of ${missing().join(", ")} within ${Duration.format(deadline)} (${
+              manifest.upgradeTimeoutMillis === undefined ? "the default deadline" : "its upgrade timeout"
+            }); the channel at fd ${Protocol.CHANNEL_FD} is open but silent: is the previous generation hung, ` +
+            "or was this process started by hand?"
+        })
+    }))
     // From here on the channel only tells when the previous generation is gone;
     // waiting for that must not keep this one alive.
     process.channel?.unref()

@@ -20,6 +20,7 @@
  *
  * @internal
  */
+import * as Duration from "effect/Duration"
 import * as Either from "effect/Either"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
@@ -38,6 +39,22 @@ export const FIRST_FD = 4
 export const LAST_FD = 16
 /** @internal */
 export const MAX_FILES = LAST_FD - FIRST_FD + 1
+
+/**
+ * How long a new generation waits for its handover when the manifest names no
+ * upgrade timeout: the default upgrade timeout.
+ *
+ * @internal
+ */
+export const HANDOVER_TIMEOUT = Duration.minutes(1)
+
+/**
+ * The manifest field for an upgrade timeout: finite ones only.
+ *
+ * @internal
+ */
+export const upgradeTimeoutField = (timeout: Duration.Duration): { readonly upgradeTimeoutMillis?: number } =>
+  Duration.isFinite(timeout) ? { upgradeTimeoutMillis: Duration.toMillis(timeout) } : {}
 
 const Fd = Schema.Int.pipe(Schema.between(FIRST_FD, LAST_FD))
 const Port = Schema.Int.pipe(Schema.between(0, 65535))
@@ -106,7 +123,13 @@ export const Manifest = Schema.Struct({
   /** A `state` message follows the sockets. */
   state: Schema.optional(Schema.Boolean),
   /** Under a runner: the generation this one follows, if any. */
-  predecessorPid: Schema.optional(Schema.Int.pipe(Schema.positive()))
+  predecessorPid: Schema.optional(Schema.Int.pipe(Schema.positive())),
+  /**
+   * How long the parent waits for this generation to be ready, in
+   * milliseconds (absent when it waits for ever). The new generation waits
+   * no longer than that for its handover; without it, `HANDOVER_TIMEOUT`.
+   */
+  upgradeTimeoutMillis: Schema.optional(Schema.Number.pipe(Schema.finite(), Schema.nonNegative()))
 })
 /** @internal */
 export type Manifest = typeof Manifest.Type

@@ -91,6 +91,7 @@ export const run = Effect.fnUntraced(function*(options: Options) {
         cwd: command.cwd,
         fds: entries.map((h) => h.descriptor),
         supervisor: true,
+        ...Protocol.upgradeTimeoutField(options.upgradeTimeout),
         ...(predecessorPid === undefined ? {} : { predecessorPid })
       }, {
         descriptors: entries.map((h) => h.descriptor),
