@@ -4,9 +4,11 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as Dgram from "node:dgram"
+import * as Net from "node:net"
 import * as Path from "node:path"
+import { serverHandle } from "../src/internal/handles.js"
 import type { Plan } from "./fixtures/generation.js"
-import { generations, Run, tempDir, within, writePlan } from "./helpers/fixture.js"
+import { generations, holdsSocket, listeningInode, Run, tempDir, within, writePlan } from "./helpers/fixture.js"
 
 const { track } = generations()
 
@@ -94,5 +96,55 @@ describe("handover", () => {
       expectFailure(silent, "Timeout", /handed over nothing of tcp:127.0.0.1:1 within 2s/)
     )
     assert.isAtLeast(Date.now() - started, 2000)
+  })
+
+  it("closes every socket the manifest does not name, or names a second time", async () => {
+    // The test plays the previous generation: four listening sockets, two of them named in the manifest.
+    const servers = Array.from({ length: 4 }, () => Net.createServer())
+    await Promise.all(servers.map((server) => new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))))
+    const [kept, twice, unknown, other] = servers.map((server) => {
+      const { port } = server.address() as Net.AddressInfo
+      return { port, inode: listeningInode(port)!, handle: serverHandle(server)! }
+    })
+    const descriptor = (name: string, port: number) => ({
+      kind: "tcp",
+      key: `name:${name}`,
+      address: "127.0.0.1",
+      port,
+      family: "IPv4"
+    })
+    const run = startWith(
+      manifest({ fds: [descriptor("k", kept!.port), descriptor("l", other!.port)] }),
+      ["ipc"],
+      {},
+      {
+        listen: [{ host: "127.0.0.1", port: kept!.port, name: "k" }, {
+          host: "127.0.0.1",
+          port: other!.port,
+          name: "l"
+        }]
+      }
+    )
+    // In this order, the last named socket arrives after the two strays: by then they are closed.
+    for (
+      const [key, { handle }] of [["name:k", kept!], ["name:unknown", unknown!], ["name:k", twice!], [
+        "name:l",
+        other!
+      ]] as const
+    ) {
+      run.process.send({ tableflip: "descriptor", key }, handle as never, { keepOpen: true })
+    }
+    const ready = await within(30_000, "the new generation is ready", run.waitFor((e) => e.event === "ready"))
+    assert.isTrue(holdsSocket(ready.pid, kept!.inode), "the socket named k is adopted")
+    assert.isTrue(holdsSocket(ready.pid, other!.inode), "the socket named l is adopted")
+    assert.isFalse(holdsSocket(ready.pid, twice!.inode), "the second socket under k is closed")
+    assert.isFalse(
+      holdsSocket(ready.pid, unknown!.inode),
+      "the socket under a key the manifest does not name is closed"
+    )
+    // Said so in the log, which precedes `ready` on the same stdout.
+    assert.isTrue(run.output.some((line) => line.includes("sent under name:unknown, which the manifest does not name")))
+    assert.isTrue(run.output.some((line) => line.includes("sent a second time under name:k")))
+    for (const server of servers) server.close()
   })
 })

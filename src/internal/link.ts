@@ -7,6 +7,7 @@ import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as FiberId from "effect/FiberId"
+import * as Runtime from "effect/Runtime"
 import type * as Scope from "effect/Scope"
 import * as Net from "node:net"
 import { HandoverError } from "../UpgradeError.js"
@@ -70,8 +71,19 @@ export const open = (manifest: Protocol.Manifest): Effect.Effect<Link, HandoverE
     let answer: Deferred.Deferred<Protocol.UpgradeResult | undefined> | undefined
 
     const kinds = new Map(sockets.map((d) => [d.key, d.kind]))
+    const runtime = yield* Effect.runtime<never>()
+    // A socket nobody will claim: left alone, it would stay open in this process for good.
+    const discard = (handle: unknown, why: string) => {
+      Handles.closeHandle(handle)
+      Runtime.runFork(runtime)(
+        Effect.logWarning(`closed a socket the previous generation (pid ${manifest.parentPid}) sent ${why}`)
+      )
+    }
     const onMessage = (message: unknown, handle: unknown) => {
       if (!Protocol.isMessage(message)) return
+      if (handle !== undefined && (message.tableflip !== "descriptor" || message.key === undefined)) {
+        return discard(handle, `with a ${JSON.stringify(message.tableflip)} message, which carries none`)
+      }
       if (supervised) {
         switch (message.tableflip) {
           case "exit":
@@ -94,9 +106,10 @@ export const open = (manifest: Protocol.Manifest): Effect.Effect<Link, HandoverE
         if (complete()) Deferred.unsafeDone(allReceived, Effect.void)
         return
       }
-      if (message.tableflip !== "descriptor" || message.key === undefined) return
+      if (message.tableflip !== "descriptor" || message.key === undefined || handle === undefined) return
       const kind = kinds.get(message.key)
-      if (kind === undefined || handle === undefined) return
+      if (kind === undefined) return discard(handle, `under ${message.key}, which the manifest does not name`)
+      if (received.has(message.key)) return discard(handle, `a second time under ${message.key}`)
       if (!fits(kind, handle)) {
         Handles.closeHandle(handle)
         return Deferred.unsafeDone(

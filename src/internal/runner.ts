@@ -99,7 +99,9 @@ export const run = Effect.fnUntraced(function*(options: Options) {
         fds: []
       }, (message, handle) => {
         if (message.tableflip === "descriptor" && message.descriptor !== undefined && typeof handle === "object") {
-          offered.set(message.descriptor.key, { descriptor: message.descriptor, handle: handle! })
+          // A second socket under one key would replace the first, which nobody would close.
+          if (offered.has(message.descriptor.key)) Handles.closeHandle(handle)
+          else offered.set(message.descriptor.key, { descriptor: message.descriptor, handle: handle! })
         } else if (message.tableflip === "upgrade" && self.generation !== undefined) {
           Effect.runFork(answer(self.generation))
         }
