@@ -31,8 +31,16 @@ import * as Queue from "effect/Queue"
 import type * as Scope from "effect/Scope"
 import * as Fds from "./Fds.js"
 import * as Durations from "./internal/duration.js"
+import * as Instance from "./internal/instance.js"
 import * as Lifecycle from "./internal/lifecycle.js"
-import type { HandoverError, NotSupported, PidFileError, StateError, UpgradeError } from "./UpgradeError.js"
+import type {
+  DuplicateUpgrader,
+  HandoverError,
+  NotSupported,
+  PidFileError,
+  StateError,
+  UpgradeError
+} from "./UpgradeError.js"
 import { HealthCheckFailed } from "./UpgradeError.js"
 
 /**
@@ -159,7 +167,8 @@ export class Upgrader extends Context.Tag("effect-tableflip/Upgrader")<Upgrader,
 
 /**
  * Builds the lifecycle. Reading the handover from a previous generation
- * happens here: a malformed one fails with `HandoverError`.
+ * happens here: a malformed one fails with `HandoverError`. One may be live
+ * per process: while one is, this fails with `DuplicateUpgrader`.
  *
  * @since 0.1.0
  * @category constructors
@@ -168,10 +177,11 @@ export const make = (
   options: Options = {}
 ): Effect.Effect<
   { readonly upgrader: Upgrader["Type"]; readonly fds: Fds.Fds["Type"] },
-  HandoverError | NotSupported,
+  HandoverError | NotSupported | DuplicateUpgrader,
   Scope.Scope
 > =>
-  Effect.map(Lifecycle.make(options), (lifecycle) => ({
+  // Claimed first: a second instance must not take the handover the live one read.
+  Effect.zipRight(Instance.claim("Upgrader.layer"), Lifecycle.make(options)).pipe(Effect.map((lifecycle) => ({
     upgrader: Upgrader.of({
       pid: lifecycle.pid,
       generation: lifecycle.generation,
@@ -186,15 +196,19 @@ export const make = (
       unready: lifecycle.unready
     }),
     fds: Fds.fromRegistry(lifecycle.registry)
-  }))
+  })))
 
 /**
- * The real lifecycle, with the descriptor registry beside it.
+ * The real lifecycle, with the descriptor registry beside it. Build it once
+ * per process and share it: a second one built while this one is live fails
+ * with `DuplicateUpgrader`.
  *
  * @since 0.1.0
  * @category layers
  */
-export const layer = (options: Options = {}): Layer.Layer<Upgrader | Fds.Fds, HandoverError | NotSupported> =>
+export const layer = (
+  options: Options = {}
+): Layer.Layer<Upgrader | Fds.Fds, HandoverError | NotSupported | DuplicateUpgrader> =>
   Layer.scopedContext(Effect.map(make(options), ({ fds, upgrader }) =>
     Context.make(Upgrader, upgrader).pipe(
       Context.add(Fds.Fds, fds)
@@ -300,7 +314,7 @@ export const config: Config.Config<Options> = Config.all({
  */
 export const layerConfig = (
   options: Options = {}
-): Layer.Layer<Upgrader | Fds.Fds, HandoverError | NotSupported | ConfigError.ConfigError> =>
+): Layer.Layer<Upgrader | Fds.Fds, HandoverError | NotSupported | DuplicateUpgrader | ConfigError.ConfigError> =>
   Layer.unwrapEffect(Effect.map(config, (fromEnv) =>
     layer({
       upgradeTimeout: options.upgradeTimeout ?? fromEnv.upgradeTimeout,
