@@ -64,7 +64,12 @@ export interface Command {
  * @category models
  */
 export interface Options {
-  /** How long the next generation has to become ready before it is killed. Default: 1 minute. */
+  /**
+   * How long the next generation has to become ready, counted from the first
+   * socket sent to it, before it is killed. It is passed in the handover too:
+   * the next generation waits no longer than this for its sockets and state.
+   * Default: 1 minute.
+   */
   readonly upgradeTimeout?: Duration.DurationInput | undefined
   /**
    * Written atomically at every `ready` with the pid of the generation that

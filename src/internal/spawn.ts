@@ -142,7 +142,7 @@ export const spawn = (
           child.send(message, undefined, {}, () => resume(Effect.void))
         }).pipe(
           // Queued behind a socket the child never acknowledged, the send never completes; its exit does.
-          Effect.raceFirst(Deferred.await(exited))
+          Effect.raceFirst(Effect.asVoid(Deferred.await(exited)))
         ),
       detach: Effect.sync(() => {
         retained.add(child)
