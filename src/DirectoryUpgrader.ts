@@ -38,7 +38,8 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Fds from "./Fds.js"
 import * as Directory from "./internal/directory.js"
-import type { DirectoryError, NotSupported } from "./UpgradeError.js"
+import * as Instance from "./internal/instance.js"
+import type { DirectoryError, DuplicateUpgrader, NotSupported } from "./UpgradeError.js"
 import { Upgrader } from "./Upgrader.js"
 
 /**
@@ -63,10 +64,16 @@ export interface Options {
  * @since 0.2.0
  * @category layers
  */
-export const layer = (options: Options): Layer.Layer<Upgrader | Fds.Fds, DirectoryError | NotSupported> =>
+export const layer = (
+  options: Options
+): Layer.Layer<Upgrader | Fds.Fds, DirectoryError | NotSupported | DuplicateUpgrader> =>
   Layer.scopedContext(
-    Effect.map(Directory.make(options), ({ registry, upgrader }) =>
-      Context.make(Upgrader, upgrader).pipe(
-        Context.add(Fds.Fds, Fds.fromRegistry(registry))
-      ))
+    // One Upgrader per process, of either kind.
+    Effect.zipRight(Instance.claim("DirectoryUpgrader.layer"), Directory.make(options)).pipe(
+      Effect.map(({ registry, upgrader }) =>
+        Context.make(Upgrader, upgrader).pipe(
+          Context.add(Fds.Fds, Fds.fromRegistry(registry))
+        )
+      )
+    )
   )

@@ -28,17 +28,47 @@ export class NotSupported extends Data.TaggedError("NotSupported")<{
 /**
  * The handover from the previous generation could not be read: the manifest is
  * malformed, of another protocol version, or names a descriptor that is missing
- * or of the wrong kind. Raised when the `Upgrader` layer is built.
+ * or of the wrong kind, or the sockets it names did not arrive in time
+ * (`Timeout`: the previous generation's upgrade timeout, or 1 minute). Raised
+ * when the `Upgrader` layer is built.
  *
  * @since 0.1.0
  * @category errors
  */
 export class HandoverError extends Data.TaggedError("HandoverError")<{
-  readonly reason: "Malformed" | "Version" | "MissingFd" | "WrongKind"
+  readonly reason: "Malformed" | "Version" | "MissingFd" | "WrongKind" | "Timeout"
   readonly detail: string
 }> {
   override get message(): string {
     return `cannot take over from the previous generation (${this.reason}): ${this.detail}`
+  }
+}
+
+/**
+ * A second `Upgrader` was built while another is live in the same process
+ * (`Upgrader.layer`, `Upgrader.layerConfig`, `Upgrader.make` or
+ * `DirectoryUpgrader.layer`). A process has one handover and one place in the
+ * chain of generations, so it can have one lifecycle: a second one would find
+ * the handover already taken, take itself for generation 1, and its `ready`
+ * would never reach the previous generation. Provide the layer once and share
+ * it. Once the live one's scope has closed, a new one may be built.
+ *
+ * @since 0.3.0
+ * @category errors
+ */
+export class DuplicateUpgrader extends Data.TaggedError("DuplicateUpgrader")<{
+  readonly pid: number
+  /** The constructor of the one that is live, such as `"Upgrader.layer"`. */
+  readonly live: string
+  /** The constructor of the one that was refused. */
+  readonly refused: string
+}> {
+  override get message(): string {
+    return `${this.refused}: process ${this.pid} already has a live Upgrader (from ${this.live}), and only one ` +
+      "may exist per process: it has one handover and one place in the chain of generations. Provide the layer " +
+      "once, at the top of the program, and share it: one Effect.provide, or the same layer value wherever it is " +
+      "needed (Effect builds a layer value once per provide; Layer.memoize makes one value build once across " +
+      "provides). A new one may be built once the live one's scope has closed"
   }
 }
 

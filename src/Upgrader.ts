@@ -31,9 +31,17 @@ import * as Queue from "effect/Queue"
 import type * as Scope from "effect/Scope"
 import * as Fds from "./Fds.js"
 import * as Durations from "./internal/duration.js"
+import * as Instance from "./internal/instance.js"
 import * as Lifecycle from "./internal/lifecycle.js"
 import * as Log from "./internal/log.js"
-import type { HandoverError, NotSupported, PidFileError, StateError, UpgradeError } from "./UpgradeError.js"
+import type {
+  DuplicateUpgrader,
+  HandoverError,
+  NotSupported,
+  PidFileError,
+  StateError,
+  UpgradeError
+} from "./UpgradeError.js"
 import { HealthCheckFailed } from "./UpgradeError.js"
 
 /**
@@ -57,7 +65,12 @@ export interface Command {
  * @category models
  */
 export interface Options {
-  /** How long the next generation has to become ready before it is killed. Default: 1 minute. */
+  /**
+   * How long the next generation has to become ready, counted from the first
+   * socket sent to it, before it is killed. It is passed in the handover too:
+   * the next generation waits no longer than this for its sockets and state.
+   * Default: 1 minute.
+   */
   readonly upgradeTimeout?: Duration.DurationInput | undefined
   /**
    * Written atomically at every `ready` with the pid of the generation that
@@ -160,7 +173,8 @@ export class Upgrader extends Context.Tag("effect-tableflip/Upgrader")<Upgrader,
 
 /**
  * Builds the lifecycle. Reading the handover from a previous generation
- * happens here: a malformed one fails with `HandoverError`.
+ * happens here: a malformed one fails with `HandoverError`. One may be live
+ * per process: while one is, this fails with `DuplicateUpgrader`.
  *
  * @since 0.1.0
  * @category constructors
@@ -169,10 +183,11 @@ export const make = (
   options: Options = {}
 ): Effect.Effect<
   { readonly upgrader: Upgrader["Type"]; readonly fds: Fds.Fds["Type"] },
-  HandoverError | NotSupported,
+  HandoverError | NotSupported | DuplicateUpgrader,
   Scope.Scope
 > =>
-  Effect.map(Lifecycle.make(options), (lifecycle) => ({
+  // Claimed first: a second instance must not take the handover the live one read.
+  Effect.zipRight(Instance.claim("Upgrader.layer"), Lifecycle.make(options)).pipe(Effect.map((lifecycle) => ({
     upgrader: Upgrader.of({
       pid: lifecycle.pid,
       generation: lifecycle.generation,
@@ -187,15 +202,19 @@ export const make = (
       unready: lifecycle.unready
     }),
     fds: Fds.fromRegistry(lifecycle.registry)
-  }))
+  })))
 
 /**
- * The real lifecycle, with the descriptor registry beside it.
+ * The real lifecycle, with the descriptor registry beside it. Build it once
+ * per process and share it: a second one built while this one is live fails
+ * with `DuplicateUpgrader`.
  *
  * @since 0.1.0
  * @category layers
  */
-export const layer = (options: Options = {}): Layer.Layer<Upgrader | Fds.Fds, HandoverError | NotSupported> =>
+export const layer = (
+  options: Options = {}
+): Layer.Layer<Upgrader | Fds.Fds, HandoverError | NotSupported | DuplicateUpgrader> =>
   Layer.scopedContext(Effect.map(make(options), ({ fds, upgrader }) =>
     Context.make(Upgrader, upgrader).pipe(
       Context.add(Fds.Fds, fds)
@@ -301,7 +320,7 @@ export const config: Config.Config<Options> = Config.all({
  */
 export const layerConfig = (
   options: Options = {}
-): Layer.Layer<Upgrader | Fds.Fds, HandoverError | NotSupported | ConfigError.ConfigError> =>
+): Layer.Layer<Upgrader | Fds.Fds, HandoverError | NotSupported | DuplicateUpgrader | ConfigError.ConfigError> =>
   Layer.unwrapEffect(Effect.map(config, (fromEnv) =>
     layer({
       upgradeTimeout: options.upgradeTimeout ?? fromEnv.upgradeTimeout,

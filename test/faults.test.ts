@@ -10,6 +10,7 @@ import * as Path from "node:path"
 import type { Plan } from "./fixtures/generation.js"
 import {
   askPid,
+  atSpawnPreload,
   type Event,
   exists,
   generations,
@@ -20,6 +21,7 @@ import {
   type Run,
   tempDir,
   upgradeFrom,
+  within,
   writePlan
 } from "./helpers/fixture.js"
 
@@ -53,7 +55,7 @@ const assertSurvivor = async (service: Serving, pid: number) => {
 const refused = (failures: ReadonlyArray<string>) => failures.filter((code) => code === "ECONNREFUSED")
 
 /** Upgrades `from`, runs `fault` (which resolves once the fault is over) under load, and returns the load's result. */
-const underLoad = async (service: Serving, fault: () => Promise<unknown>) => {
+const underLoad = async (service: Pick<Serving, "target">, fault: () => Promise<unknown>) => {
   const over = fault()
   const load = await hammer(service.target, over)
   await over
@@ -185,4 +187,73 @@ describe("resource exhaustion", () => {
     // The fixture lets its hoard go once the upgrade has failed.
     await assertSurvivor(service, service.first)
   })
+})
+
+describe("a new generation killed or stopped the instant it is spawned", () => {
+  // Node holds back every message after the first socket handle until the child acknowledges
+  // that handle; a child that never runs its event loop never does. These need two messages:
+  // two listeners, or one listener and a State.
+  const loopback = { host: "127.0.0.1", port: 0 } as const
+
+  /** A first generation preloaded with at-spawn.cjs; `next` writes its successor's plan. */
+  const preloaded = async (plan: Partial<Plan>) => {
+    const { planFile, run } = start({ listen: [loopback, loopback], ...plan }, atSpawnPreload())
+    const first = await within(run.waitFor((e) => e.event === "ready"), 30_000, "the first generation is ready")
+    const targets = (first.listeners as Array<{ port: number }>).map(({ port }) => ({ host: "127.0.0.1", port }))
+    const next = (successor: Partial<Plan> = {}) => writePlan(planFile, { ...plan, listen: targets, ...successor })
+    return { run, first: first.pid as number, targets, next }
+  }
+
+  /** Upgrades again, to a successor that serves every listener. */
+  const upgradesAgain = async (service: Awaited<ReturnType<typeof preloaded>>) => {
+    service.next()
+    const successor = await within(upgradeFrom(service.run, service.first), 60_000, "the next upgrade")
+    for (const target of service.targets) assert.strictEqual(await askPid(target), successor)
+    return successor
+  }
+
+  const cases: ReadonlyArray<readonly [string, Partial<Plan>]> = [
+    ["two listeners", {}],
+    ["one listener and a State", { listen: [loopback], state: "v1" }]
+  ]
+  for (const [name, plan] of cases) {
+    it(`SIGKILL, ${name}: ChildExited at once, the old generation serves on and upgrades again`, async () => {
+      const service = await preloaded(plan)
+      service.next({ atSpawn: "SIGKILL" })
+      let failed: Event | undefined
+      await underLoad({ target: service.targets[0]! }, async () => {
+        process.kill(service.first, "SIGUSR2")
+        // The upgrade timeout is 20 s: anything but an immediate ChildExited is the wedge.
+        failed = await within(failedUpgrade(service.run), 15_000, "the upgrade's outcome")
+      })
+      const spawned = service.run.events.find((e) => e.event === "at-spawn")!
+      assert.isDefined(spawned, "the new generation reached the preload")
+      assert.strictEqual(failed!.tag, "ChildExited", failed!.message)
+      assert.strictEqual(failed!.signal, "SIGKILL")
+      assert.strictEqual(failed!.pid, spawned.pid)
+      assert.isFalse(exists(spawned.pid), "reaped, no zombie")
+      for (const target of service.targets) assert.strictEqual(await askPid(target), service.first)
+      const successor = await upgradesAgain(service)
+      if (plan.state !== undefined) {
+        const state = await service.run.waitFor((e) => e.event === "state" && e.pid === successor)
+        assert.deepStrictEqual(state.pids, [service.first], "the state reached the next generation")
+      }
+    })
+  }
+
+  it("SIGSTOP: killed with SIGKILL and reaped at the timeout; the old generation upgrades again", async () => {
+    const service = await preloaded({ upgradeTimeout: "10 seconds" })
+    service.next({ atSpawn: "SIGSTOP" })
+    const started = Date.now()
+    process.kill(service.first, "SIGUSR2")
+    const failed = await within(failedUpgrade(service.run), 40_000, "the upgrade's outcome")
+    const elapsed = Date.now() - started
+    const spawned = service.run.events.find((e) => e.event === "at-spawn")!
+    assert.strictEqual(failed.tag, "UpgradeTimeout", failed.message)
+    assert.strictEqual(failed.pid, spawned.pid)
+    assert.isAtLeast(elapsed, 10_000)
+    assert.isFalse(exists(spawned.pid), "killed and reaped, no zombie")
+    for (const target of service.targets) assert.strictEqual(await askPid(target), service.first)
+    await upgradesAgain(service)
+  }, 120_000)
 })

@@ -45,7 +45,8 @@ const Manifest = Schema.Struct({
   fds: Schema.Array(Descriptor),
   supervisor: Schema.optional(Schema.Boolean),
   state: Schema.optional(Schema.Boolean),
-  predecessorPid: Schema.optional(Pid)
+  predecessorPid: Schema.optional(Pid),
+  upgradeTimeoutMillis: Schema.optional(Schema.Number.pipe(Schema.finite(), Schema.nonNegative()))
 })
 const bySchema = Schema.decodeUnknownEither(Manifest, { onExcessProperty: "ignore" })
 

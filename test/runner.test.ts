@@ -8,7 +8,18 @@ import * as Http from "node:http"
 import * as Path from "node:path"
 import type { Plan } from "./fixtures/generation.js"
 import { cli } from "./helpers/cli.js"
-import { askPid, freePort, generations, isAlive, Run, tempDir, writePlan } from "./helpers/fixture.js"
+import {
+  askPid,
+  atSpawnPreload,
+  exists,
+  freePort,
+  generations,
+  isAlive,
+  Run,
+  tempDir,
+  within,
+  writePlan
+} from "./helpers/fixture.js"
 import { get, load } from "./helpers/http.js"
 
 const { start, track } = generations()
@@ -36,11 +47,30 @@ const runExample = async (options: { readonly detached?: boolean } = {}) => {
 }
 
 /** The runner on the generation fixture with `plan`. */
-const runFixture = (plan: Plan, launcher?: ReadonlyArray<string>) => {
+const runFixture = (
+  plan: Plan,
+  launcher?: ReadonlyArray<string>,
+  options: { readonly env?: NodeJS.ProcessEnv; readonly runnerArgs?: ReadonlyArray<string> } = {}
+) => {
   const planFile = Path.join(tempDir(), "plan.json")
   writePlan(planFile, plan)
-  const args = ["run", "--", process.execPath, "--import", "tsx", "test/fixtures/generation.ts", "--plan", planFile]
-  const run = track(new Run("src/bin.ts", args, launcher === undefined ? {} : { launcher }))
+  const args = [
+    "run",
+    ...(options.runnerArgs ?? []),
+    "--",
+    process.execPath,
+    "--import",
+    "tsx",
+    "test/fixtures/generation.ts",
+    "--plan",
+    planFile
+  ]
+  const run = track(
+    new Run("src/bin.ts", args, {
+      ...(launcher === undefined ? {} : { launcher }),
+      ...(options.env === undefined ? {} : { env: options.env })
+    })
+  )
   return Object.assign(run, { planFile })
 }
 
@@ -107,6 +137,56 @@ describe("effect-tableflip run, failures", () => {
     const line = await run.waitForLine(/upgrade failed/, from)
     assert.include(line, "failed its readiness check: the database is unreachable")
     assert.strictEqual(await askPid({ host: "127.0.0.1", port: first.listeners[0].port }), first.pid)
+  })
+})
+
+describe("effect-tableflip run, a new generation killed or stopped the instant it is spawned", () => {
+  // Two listeners: Node holds the second back until the child acknowledges the first, which it never does.
+  const listen = [{ host: "127.0.0.1", port: 0 }, { host: "127.0.0.1", port: 0 }]
+
+  const serving = async (runnerArgs: ReadonlyArray<string> = []) => {
+    const run = runFixture({ listen }, undefined, { env: atSpawnPreload(), runnerArgs })
+    const first = await within(run.waitFor((e) => e.event === "ready"), 30_000, "generation 1 is ready")
+    const targets = (first.listeners as Array<{ port: number }>).map(({ port }) => ({ host: "127.0.0.1", port }))
+    return { run, first: first.pid as number, targets, runner: run.process.pid! }
+  }
+
+  it("SIGKILL: the upgrade fails at once with ChildExited, the app serves on, upgrades again, and SIGTERM stops all", async () => {
+    const { first, run, runner, targets } = await serving()
+    writePlan(run.planFile, { listen: targets, atSpawn: "SIGKILL" })
+    let from = run.output.length
+    process.kill(runner, "SIGHUP")
+    // The runner's upgrade timeout is a minute: anything but an immediate failure is the wedge.
+    const failed = await within(run.waitForLine(/upgrade failed/, from), 15_000, "the upgrade's outcome")
+    const spawned = run.events.find((e) => e.event === "at-spawn")!
+    assert.include(failed, `new generation pid ${spawned.pid} was killed by SIGKILL before it was ready`)
+    assert.isFalse(exists(spawned.pid), "reaped, no zombie")
+    for (const target of targets) assert.strictEqual(await askPid(target), first)
+
+    writePlan(run.planFile, { listen: targets })
+    from = run.output.length
+    process.kill(runner, "SIGHUP")
+    const upgraded = await within(run.waitForLine(/upgraded to pid \d+/, from), 60_000, "the next upgrade")
+    const second = Number(/upgraded to pid (\d+)/.exec(upgraded)![1])
+    await within(run.waitFor((e) => e.event === "parent-gone" && e.pid === second), 30_000, "generation 1 is gone")
+    for (const target of targets) assert.strictEqual(await askPid(target), second)
+
+    process.kill(runner, "SIGTERM")
+    assert.strictEqual(await within(run.exited(), 30_000, "the runner exits on SIGTERM"), 0)
+    await within(run.ended(), 30_000, "every generation ends")
+    assert.deepStrictEqual(run.processes(), [], "no process of the run is left")
+  })
+
+  it("SIGSTOP: SIGTERM during the upgrade stops the runner; the stopped generation is killed and reaped", async () => {
+    const { run, runner, targets } = await serving()
+    writePlan(run.planFile, { listen: targets, atSpawn: "SIGSTOP" })
+    process.kill(runner, "SIGHUP")
+    const spawned = await within(run.waitFor((e) => e.event === "at-spawn"), 30_000, "the new generation starts")
+    process.kill(runner, "SIGTERM")
+    assert.strictEqual(await within(run.exited(), 30_000, "the runner exits on SIGTERM"), 0)
+    await within(run.ended(), 30_000, "every generation ends")
+    assert.isFalse(exists(spawned.pid), "killed and reaped, no zombie")
+    assert.deepStrictEqual(run.processes(), [], "no process of the run is left")
   })
 })
 

@@ -42,6 +42,7 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as FiberSet from "effect/FiberSet"
 import * as Ref from "effect/Ref"
 import type * as Scope from "effect/Scope"
 import * as Fs from "node:fs"
@@ -51,6 +52,7 @@ import * as PidFile from "../PidFile.js"
 import { DirectoryError, NotSupported, PidFileError } from "../UpgradeError.js"
 import type { ExitReason, Upgrader } from "../Upgrader.js"
 import * as Handles from "./handles.js"
+import * as Log from "./log.js"
 import * as Native from "./native.js"
 import * as Procfs from "./procfs.js"
 import * as Protocol from "./protocol.js"
@@ -208,8 +210,9 @@ export const make = Effect.fnUntraced(function*(options: Options) {
   const ownerPidPath = Path.join(dir, "owner.pid")
   const ownerStartPath = Path.join(dir, "owner.start")
   const uid = process.geteuid?.() ?? 0
-  const annotate = <A, E, R>(self: Effect.Effect<A, E, R>) =>
-    Effect.annotateLogs(self, { package: "effect-tableflip", pid: process.pid, dir })
+  Log.identify(`directory ${dir}`)
+  // Effects started from the server's callbacks run in this layer's runtime (the app's logger) and end with it.
+  const runFork = yield* FiberSet.makeRuntime<never>()
 
   // 1. The lock: one process takes over at a time. Polled: flock would block the event loop.
   const tryLock = Effect.try({
@@ -379,12 +382,11 @@ export const make = Effect.fnUntraced(function*(options: Options) {
           }
           waitingFor = `an answer from the owner (pid ${peer.pid}), connected at ${ownerPath}`
           // An owner that accepts nothing (stopped, hung) still takes connections into its queue: say so once.
-          const slow = warnedSlow ? Effect.void : Effect.logWarning(
+          const slow = warnedSlow ? Effect.void : Log.warning(
             `the owner (pid ${peer.pid}) has not answered within 1s; waiting for up to ${Duration.format(timeout)}`
           ).pipe(
             Effect.zipRight(Effect.sync(() => (warnedSlow = true))),
-            Effect.delay(Duration.seconds(1)),
-            annotate
+            Effect.delay(Duration.seconds(1))
           )
           return Effect.flatMap(
             Effect.fork(slow),
@@ -429,11 +431,11 @@ export const make = Effect.fnUntraced(function*(options: Options) {
       case "Full": {
         waitingFor = `a place in the owner's connection queue at ${ownerPath}: it stayed full (EAGAIN), ` +
           "so the owner is not accepting connections (hung, or stopped with SIGSTOP?)"
-        const warn = warnedFull ? Effect.void : Effect.logWarning(
+        const warn = warnedFull ? Effect.void : Log.warning(
           `the owner's connection queue at ${ownerPath} is full (EAGAIN); retrying for up to ${
             Duration.format(timeout)
           }`
-        ).pipe(annotate)
+        )
         warnedFull = true
         return warn.pipe(Effect.zipRight(Effect.sleep(Duration.millis(50))), Effect.zipRight(find))
       }
@@ -554,13 +556,13 @@ export const make = Effect.fnUntraced(function*(options: Options) {
       peer = undefined
     }
     if (peer === undefined || peer.uid !== uid) {
-      Effect.runFork(
-        Effect.logWarning(`refused a takeover by pid ${peer?.pid} (uid ${peer?.uid}): not uid ${uid}`).pipe(annotate)
+      runFork(
+        Log.warning(`refused a takeover by pid ${peer?.pid} (uid ${peer?.uid}): not uid ${uid}`)
       )
       return socket.destroy()
     }
     const newcomer = peer
-    Effect.runFork(
+    runFork(
       Effect.gen(function*() {
         const current = yield* Ref.modify(state, (s): [State, State] => [s, s === "Ready" ? "HandingOver" : s])
         if (current !== "Ready") {
@@ -572,7 +574,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
           l.descriptor.kind === "tcp" || l.descriptor.kind === "unix"
         )
         if (listeners.length < registry.listeners().length) {
-          yield* Effect.logWarning("UDP sockets do not go through a directory handover; the next process binds its own")
+          yield* Log.warning("UDP sockets do not go through a directory handover; the next process binds its own")
         }
         const json = Buffer.from(
           JSON.stringify({ ownerPid: process.pid, generation, descriptors: listeners.map((l) => l.descriptor) }),
@@ -589,9 +591,9 @@ export const make = Effect.fnUntraced(function*(options: Options) {
         if (Either.isLeft(sent)) {
           yield* Ref.set(state, "Ready")
           socket.destroy()
-          return yield* Effect.logWarning(`the handover to pid ${newcomer.pid} failed: ${String(sent.left)}`)
+          return yield* Log.warning(`the handover to pid ${newcomer.pid} failed: ${String(sent.left)}`)
         }
-        yield* Effect.logInfo(`handed the listeners to pid ${newcomer.pid}; waiting for it to be ready`)
+        yield* Log.info(`handed the listeners to pid ${newcomer.pid}; waiting for it to be ready`)
         inFlight.add(socket)
         // A newcomer that hangs before `ready` must not hold this owner (and the lock) forever.
         const deadline = setTimeout(() => socket.destroy(), Duration.toMillis(timeout))
@@ -604,10 +606,10 @@ export const make = Effect.fnUntraced(function*(options: Options) {
           answer += chunk
           if (!answer.includes("ready\n")) {
             if (answer.length > MAX_ANSWER) {
-              Effect.runFork(
-                Effect.logWarning(
+              runFork(
+                Log.warning(
                   `pid ${newcomer.pid} sent ${answer.length} bytes that are not "ready"; dropped it`
-                ).pipe(annotate)
+                )
               )
               socket.destroy()
             }
@@ -619,11 +621,10 @@ export const make = Effect.fnUntraced(function*(options: Options) {
           // Held open, but not keeping this process alive: its close at exit is how the new
           // owner learns this one is gone.
           socket.unref()
-          Effect.runFork(
+          runFork(
             Ref.set(state, "Upgraded").pipe(
               Effect.zipRight(Deferred.succeed(exitReason, "upgraded")),
-              Effect.zipRight(Effect.logInfo(`pid ${newcomer.pid} is ready and owns ${dir}; stepping down`)),
-              annotate
+              Effect.zipRight(Log.info(`pid ${newcomer.pid} is ready and owns ${dir}; stepping down`))
             )
           )
         })
@@ -632,22 +633,22 @@ export const make = Effect.fnUntraced(function*(options: Options) {
           inFlight.delete(socket)
           if (upgraded) return
           // It died (or timed out) before `ready`: serve on, and take owner.sock back if it had taken it.
-          Effect.runFork(
+          runFork(
             Effect.gen(function*() {
               const wasHandingOver = yield* Ref.modify(state, (s): [boolean, State] => [
                 s === "HandingOver",
                 s === "HandingOver" ? "Ready" : s
               ])
               if (!wasHandingOver) return
-              yield* Effect.logWarning(`pid ${newcomer.pid} went away before it was ready; serving on`)
+              yield* Log.warning(`pid ${newcomer.pid} went away before it was ready; serving on`)
               if (!stillOurs()) yield* claimOwnerSocket
               // It may have recorded itself as the owner before it died.
               yield* recordOwner
-            }).pipe(Effect.catchAll((error) => Effect.logError(error.message)), annotate)
+            }).pipe(Effect.catchAll((error) => Log.error(error.message)))
           )
         })
         socket.resume()
-      }).pipe(annotate)
+      })
     )
   }
 
@@ -687,8 +688,8 @@ export const make = Effect.fnUntraced(function*(options: Options) {
       watch.unref()
     }
     releaseLock()
-    yield* Effect.logInfo(ownerPid === undefined ? "ready: first owner" : `ready: took over from pid ${ownerPid}`)
-  }).pipe(annotate)
+    yield* Log.info(ownerPid === undefined ? "ready: first owner" : `ready: took over from pid ${ownerPid}`)
+  })
 
   const stop = Effect.gen(function*() {
     const previous = yield* Ref.getAndUpdate(state, (s): State => s === "Upgraded" ? s : "Stopped")

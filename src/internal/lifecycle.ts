@@ -299,6 +299,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
           parentPid: process.pid,
           cwd,
           fds: handover.descriptors,
+          ...Protocol.upgradeTimeoutField(timeout),
           ...(stateText === undefined ? {} : { state: true })
         }, handover).pipe(Effect.tapError(() => Effect.sync(() => registry.settle(false))))
         yield* Ref.update(state, (s): State => s._tag === "Upgrading" ? { _tag: "Upgrading", childPid: child.pid } : s)
@@ -307,7 +308,8 @@ export const make = Effect.fnUntraced(function*(options: Options) {
         )
         return child
       }),
-      (child) => Effect.zipRight(child.sendSockets, awaitChild(child)),
+      // The sockets are sent inside the race with the child's exit, the timeout and stop.
+      (child) => awaitChild(child),
       (child, exit) =>
         Effect.zipRight(
           Exit.isSuccess(exit) ? Effect.zipRight(child.detach, watchSuccessor(child)) : child.kill,

@@ -4,12 +4,15 @@
  * @internal
  */
 import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as FiberId from "effect/FiberId"
+import * as Runtime from "effect/Runtime"
 import type * as Scope from "effect/Scope"
 import * as Net from "node:net"
 import { HandoverError } from "../UpgradeError.js"
 import * as Handles from "./handles.js"
+import * as Log from "./log.js"
 import * as Protocol from "./protocol.js"
 import type { Inherited } from "./registry.js"
 
@@ -69,8 +72,19 @@ export const open = (manifest: Protocol.Manifest): Effect.Effect<Link, HandoverE
     let answer: Deferred.Deferred<Protocol.UpgradeResult | undefined> | undefined
 
     const kinds = new Map(sockets.map((d) => [d.key, d.kind]))
+    const runtime = yield* Effect.runtime<never>()
+    // A socket nobody will claim: left alone, it would stay open in this process for good.
+    const discard = (handle: unknown, why: string) => {
+      Handles.closeHandle(handle)
+      Runtime.runFork(runtime)(
+        Log.warning(`closed a socket the previous generation (pid ${manifest.parentPid}) sent ${why}`)
+      )
+    }
     const onMessage = (message: unknown, handle: unknown) => {
       if (!Protocol.isMessage(message)) return
+      if (handle !== undefined && (message.tableflip !== "descriptor" || message.key === undefined)) {
+        return discard(handle, `with a ${JSON.stringify(message.tableflip)} message, which carries none`)
+      }
       if (supervised) {
         switch (message.tableflip) {
           case "exit":
@@ -93,9 +107,10 @@ export const open = (manifest: Protocol.Manifest): Effect.Effect<Link, HandoverE
         if (complete()) Deferred.unsafeDone(allReceived, Effect.void)
         return
       }
-      if (message.tableflip !== "descriptor" || message.key === undefined) return
+      if (message.tableflip !== "descriptor" || message.key === undefined || handle === undefined) return
       const kind = kinds.get(message.key)
-      if (kind === undefined || handle === undefined) return
+      if (kind === undefined) return discard(handle, `under ${message.key}, which the manifest does not name`)
+      if (received.has(message.key)) return discard(handle, `a second time under ${message.key}`)
       if (!fits(kind, handle)) {
         Handles.closeHandle(handle)
         return Deferred.unsafeDone(
@@ -109,17 +124,20 @@ export const open = (manifest: Protocol.Manifest): Effect.Effect<Link, HandoverE
       received.set(message.key, handle)
       if (complete()) Deferred.unsafeDone(allReceived, Effect.void)
     }
+    const missing = () => {
+      const keys = [...expected].filter((key) => !received.has(key))
+      if (manifest.state === true && state === undefined) keys.push("its state")
+      return keys
+    }
     const onDisconnect = () => {
       Deferred.unsafeDone(parentGone, Effect.void)
       if (answer !== undefined) Deferred.unsafeDone(answer, Effect.succeed(undefined))
-      const missing = [...expected].filter((key) => !received.has(key))
-      if (manifest.state === true && state === undefined) missing.push("its state")
       Deferred.unsafeDone(
         allReceived,
         new HandoverError({
           reason: "MissingFd",
           detail: `the previous generation (pid ${manifest.parentPid}) went away before it handed over ${
-            missing.join(", ")
+            missing().join(", ")
           }`
         })
       )
@@ -136,7 +154,25 @@ export const open = (manifest: Protocol.Manifest): Effect.Effect<Link, HandoverE
           process.off("disconnect", onDisconnect)
         })
     )
-    yield* Deferred.await(allReceived)
+    // A channel that stays open and silent (a hung parent, a pipe at fd 3) must not hold this
+    // generation for ever: it waits as long as its parent waits for it.
+    const deadline = manifest.upgradeTimeoutMillis === undefined
+      ? Protocol.HANDOVER_TIMEOUT
+      : Duration.millis(manifest.upgradeTimeoutMillis)
+    yield* Deferred.await(allReceived).pipe(Effect.timeoutFail({
+      duration: deadline,
+      onTimeout: () =>
+        new HandoverError({
+          reason: "Timeout",
+          detail:
+            `the previous generation (pid ${manifest.parentPid}) handed over ${
+              received.size === 0 && state === undefined ? "nothing" : "only part"
+            } of ${missing().join(", ")} within ${Duration.format(deadline)} (${
+              manifest.upgradeTimeoutMillis === undefined ? "the default deadline" : "its upgrade timeout"
+            }); the channel at fd ${Protocol.CHANNEL_FD} is open but silent: is the previous generation hung, ` +
+            "or was this process started by hand?"
+        })
+    }))
     // From here on the channel only tells when the previous generation is gone;
     // waiting for that must not keep this one alive.
     process.channel?.unref()

@@ -20,6 +20,7 @@
  *
  * @internal
  */
+import * as Duration from "effect/Duration"
 import * as Either from "effect/Either"
 import * as Fs from "node:fs"
 import { HandoverError } from "../UpgradeError.js"
@@ -36,6 +37,22 @@ export const FIRST_FD = 4
 export const LAST_FD = 16
 /** @internal */
 export const MAX_FILES = LAST_FD - FIRST_FD + 1
+
+/**
+ * How long a new generation waits for its handover when the manifest names no
+ * upgrade timeout: the default upgrade timeout.
+ *
+ * @internal
+ */
+export const HANDOVER_TIMEOUT = Duration.minutes(1)
+
+/**
+ * The manifest field for an upgrade timeout: finite ones only.
+ *
+ * @internal
+ */
+export const upgradeTimeoutField = (timeout: Duration.Duration): { readonly upgradeTimeoutMillis?: number } =>
+  Duration.isFinite(timeout) ? { upgradeTimeoutMillis: Duration.toMillis(timeout) } : {}
 
 /** A listening TCP socket. */
 export interface TcpListener {
@@ -97,6 +114,12 @@ export interface Manifest {
   readonly state?: boolean | undefined
   /** Under a runner: the generation this one follows, if any. */
   readonly predecessorPid?: number | undefined
+  /**
+   * How long the parent waits for this generation to be ready, in
+   * milliseconds (absent when it waits for ever). The new generation waits
+   * no longer than that for its handover; without it, `HANDOVER_TIMEOUT`.
+   */
+  readonly upgradeTimeoutMillis?: number | undefined
 }
 
 /**
@@ -218,7 +241,11 @@ export const manifestOf = (value: unknown): Manifest => {
     fds: list(from.fds, "fds", descriptor),
     ...optional(from, "supervisor", "", boolean),
     ...optional(from, "state", "", boolean),
-    ...optional(from, "predecessorPid", "", (v, p) => int(v, p, 1, MAX_PID))
+    ...optional(from, "predecessorPid", "", (v, p) => int(v, p, 1, MAX_PID)),
+    ...optional(from, "upgradeTimeoutMillis", "", (v, p) => {
+      if (typeof v !== "number" || !Number.isFinite(v) || v < 0) throw new Mismatch(p, "a finite number >= 0", v)
+      return v
+    })
   }
 }
 

@@ -99,6 +99,7 @@ export const run = Effect.fnUntraced(function*(options: Options) {
         cwd: command.cwd,
         fds: entries.map((h) => h.descriptor),
         supervisor: true,
+        ...Protocol.upgradeTimeoutField(options.upgradeTimeout),
         ...(predecessorPid === undefined ? {} : { predecessorPid })
       }, {
         descriptors: entries.map((h) => h.descriptor),
@@ -106,7 +107,9 @@ export const run = Effect.fnUntraced(function*(options: Options) {
         fds: []
       }, (message, handle) => {
         if (message.tableflip === "descriptor" && message.descriptor !== undefined && typeof handle === "object") {
-          offered.set(message.descriptor.key, { descriptor: message.descriptor, handle: handle! })
+          // A second socket under one key would replace the first, which nobody would close.
+          if (offered.has(message.descriptor.key)) Handles.closeHandle(handle)
+          else offered.set(message.descriptor.key, { descriptor: message.descriptor, handle: handle! })
         } else if (message.tableflip === "upgrade" && self.generation !== undefined) {
           runFork(answer(self.generation))
         }
@@ -120,7 +123,7 @@ export const run = Effect.fnUntraced(function*(options: Options) {
         Effect.flatMap((exited) => onExit(generation, exited)),
         Effect.forkScoped
       )
-      yield* child.sendSockets.pipe(Effect.tapError(() => child.kill))
+      // The sockets go out in `awaitReady`, raced with the child's exit, the timeout and stop.
       yield* Log.info(`started generation ${number} (pid ${child.pid})`)
       return generation
     })
@@ -251,7 +254,12 @@ export const run = Effect.fnUntraced(function*(options: Options) {
       ).pipe(
         Effect.zipRight(Deferred.succeed(stopped, undefined)),
         // A pending generation is killed by its upgrade; the others stop and drain.
-        Effect.zipRight(Effect.forEach([...live], (child) => child.post({ tableflip: "stop" }), { discard: true }))
+        Effect.zipRight(
+          Effect.forEach([...live], (child) => child.post({ tableflip: "stop" }), {
+            concurrency: "unbounded",
+            discard: true
+          })
+        )
       )
     })
 

@@ -41,7 +41,13 @@ export interface Child {
   readonly unready: Deferred.Deferred<string>
   /** Completes when the child has exited and been reaped. */
   readonly exited: Deferred.Deferred<Exited>
-  /** Sends every socket, then the state if there is one; fails if the channel breaks (the child died). */
+  /**
+   * Sends every socket, then the state if there is one; fails if the channel
+   * breaks. Node holds back every message after the first socket until the
+   * child acknowledges that one, and never completes those sends if the child
+   * dies or stops first: only `awaitReady` runs this, raced with the child's
+   * exit, the timeout and `stop`.
+   */
   readonly sendSockets: Effect.Effect<void, SpawnError>
   /** SIGKILL, then wait (bounded) until the child is reaped. */
   readonly kill: Effect.Effect<void>
@@ -135,7 +141,10 @@ export const spawn = (
         Effect.async<void>((resume) => {
           if (!child.connected) return resume(Effect.void)
           child.send(message, undefined, {}, () => resume(Effect.void))
-        }),
+        }).pipe(
+          // Queued behind a socket the child never acknowledged, the send never completes; its exit does.
+          Effect.raceFirst(Effect.asVoid(Deferred.await(exited)))
+        ),
       detach: Effect.sync(() => {
         retained.add(child)
         child.channel?.unref()
@@ -145,10 +154,20 @@ export const spawn = (
   })
 
 /**
- * Waits for the child to say it is ready within `timeout`, then to stay alive
- * through `probation`. Fails with `UpgradeTimeout`, `ChildExited` (before
- * ready), `RolledBack` (after), `HealthCheckFailed`, or `Stopped` once `stop`
- * completes.
+ * How long a child whose channel broke while it was sent its sockets has to
+ * exit, so that its exit code, not the broken pipe, is the error.
+ */
+const BROKEN_CHANNEL_GRACE = Duration.seconds(2)
+
+/**
+ * Hands the child its sockets and state, then waits for it to say it is ready
+ * within `timeout` (counted from the first send), then to stay alive through
+ * `probation`. The whole of it is raced with the child's exit and with `stop`,
+ * so a child that dies, hangs or stops at any point, even before Node has
+ * delivered the first socket, ends it. Fails with `UpgradeTimeout`,
+ * `ChildExited` (before ready), `RolledBack` (after), `HealthCheckFailed`,
+ * `SpawnError` (the channel broke and the child lives on), or `Stopped` once
+ * `stop` completes. The caller kills the child on failure.
  *
  * @internal
  */
@@ -160,7 +179,10 @@ export const awaitReady = (
     readonly stop: Deferred.Deferred<void>
   }
 ): Effect.Effect<void, UpgradeError> =>
-  Deferred.await(child.ready).pipe(
+  child.sendSockets.pipe(
+    // A broken channel most often means the child is dying: its exit, raced below, says how.
+    Effect.catchAll((error) => Effect.zipRight(Effect.sleep(BROKEN_CHANNEL_GRACE), Effect.fail(error))),
+    Effect.zipRight(Deferred.await(child.ready)),
     Effect.raceFirst(
       Effect.zipRight(Effect.sleep(options.timeout), new UpgradeTimeout({ pid: child.pid, timeout: options.timeout }))
     ),

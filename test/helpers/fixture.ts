@@ -244,7 +244,8 @@ export const hammer = async (
   concurrency = 4
 ): Promise<{ readonly ok: number; readonly failures: Array<string>; readonly byPid: Map<number, number> }> => {
   let done = false
-  void until.finally(() => (done = true))
+  // Settled either way: the caller awaits `until` itself and sees its failure there.
+  void until.then(() => (done = true), () => (done = true))
   const byPid = new Map<number, number>()
   const failures: Array<string> = []
   let ok = 0
@@ -316,3 +317,13 @@ export const upgradeFrom = async (run: Run, pid: number): Promise<number> => {
   await run.waitFor((e) => e.event === "parent-gone" && e.pid === outcome.child, from)
   return outcome.child
 }
+
+/**
+ * NODE_OPTIONS that preload `test/fixtures/at-spawn.cjs` into every generation, so
+ * that a plan's `atSpawn` reaches a new generation before its event loop first runs.
+ */
+export const atSpawnPreload = (): NodeJS.ProcessEnv => ({
+  NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ""} --require ${
+    JSON.stringify(Path.join(root, "test/fixtures/at-spawn.cjs"))
+  }`.trim()
+})
