@@ -12,8 +12,8 @@
  * ```
  *
  * Sockets travel over a unix socket in the directory with SCM_RIGHTS, which
- * Node cannot do by itself: this needs the package's native addon (built by
- * `npm install` where a C compiler is installed) and Linux; without them the
+ * Node cannot do by itself: this needs the package's native addon (shipped
+ * for linux-x64; `npx effect-tableflip build-native` elsewhere) and Linux; without them the
  * layer fails with `NotSupported` and the rest of the library works as
  * before. TCP and unix listeners carry over; UDP sockets, connections, files
  * and state do not. `upgrade` fails with `NotSupported`: the next process is

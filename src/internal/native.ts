@@ -1,6 +1,6 @@
 /**
- * The native addon (native/tableflip.c), built by `npm install` when a
- * compiler is there. Loaded on first use, and only by what needs it.
+ * The native addon (native/tableflip.c), shipped prebuilt for linux-x64 and built
+ * elsewhere by `npx effect-tableflip build-native`. Loaded on first use, and only by what needs it.
  *
  * @internal
  */
