@@ -98,7 +98,10 @@ const COMMANDS = {
 
 type Name = keyof typeof COMMANDS
 
-const VERSION = "0.2.0"
+/** The package's own version: package.json sits one level above this module, in src/ and dist/ alike. */
+const VERSION = (JSON.parse(Fs.readFileSync(new URL("../package.json", import.meta.url), "utf8")) as {
+  readonly version: string
+}).version
 
 const usage = (): string =>
   [
