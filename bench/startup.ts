@@ -18,14 +18,23 @@ export interface Probe {
   readonly rssMb: number
 }
 
-export const PROBES = ["bare", "effect", "tableflip"] as const
+export const PROBES = ["bare", "effect", "tableflip", "tableflip.bundle"] as const
 export type ProbeName = typeof PROBES[number]
 
 const median = (xs: ReadonlyArray<number>) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0
 const round = (x: number) => Math.round(x * 10) / 10
 
+/** The tableflip probe as a one-file bundle (scripts/bundle.mjs), beside the others. */
+const bundle = () =>
+  ChildProcess.execFileSync(process.execPath, [
+    "scripts/bundle.mjs",
+    "build/bench/probes/tableflip.js",
+    "build/bench/probes/tableflip.bundle.mjs"
+  ], { cwd: root, stdio: "ignore" })
+
 const probe = (name: ProbeName): Probe => {
-  const out = ChildProcess.execFileSync(process.execPath, [Path.join(root, "build/bench/probes", `${name}.js`)], {
+  const file = name.endsWith(".bundle") ? `${name}.mjs` : `${name}.js`
+  const out = ChildProcess.execFileSync(process.execPath, [Path.join(root, "build/bench/probes", file)], {
     cwd: root,
     encoding: "utf8",
     timeout: 60_000
@@ -37,6 +46,7 @@ const probe = (name: ProbeName): Probe => {
 
 /** Medians per probe, and the library's cost above the plain Effect app. */
 export const measure = (runs: number) => {
+  bundle()
   const samples = new Map<ProbeName, Array<Probe>>(PROBES.map((name) => [name, []]))
   for (let i = 0; i < runs; i++) for (const name of PROBES) samples.get(name)!.push(probe(name))
   const medians = Object.fromEntries(PROBES.map((name) => {
@@ -59,6 +69,13 @@ export const measure = (runs: number) => {
   }
 }
 
+const LABELS: Record<ProbeName, string> = {
+  bare: "bare node:http",
+  effect: "plain Effect app",
+  tableflip: "with effect-tableflip, to ready",
+  "tableflip.bundle": "the same, as a one-file bundle (scripts/bundle.mjs)"
+}
+
 export const markdown = (result: ReturnType<typeof measure>): string =>
   [
     `Start-up of one generation, compiled, plain \`node\` (medians of ${result.runs} alternating runs):`,
@@ -67,10 +84,7 @@ export const markdown = (result: ReturnType<typeof measure>): string =>
     "|---|---:|---:|---:|---:|",
     ...PROBES.map((name) => {
       const p = result[name]
-      const label =
-        { bare: "bare node:http", effect: "plain Effect app", tableflip: "with effect-tableflip, to ready" }[
-          name
-        ]
+      const label = LABELS[name]
       return `| ${label} | ${p.wallMs} | ${p.cpuMs} | ${p.privateMb} | ${p.rssMb} |`
     }),
     "",
