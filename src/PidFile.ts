@@ -17,15 +17,70 @@ import { PidFileError, StalePidFile } from "./UpgradeError.js"
 
 /**
  * Writes `pid` (decimal, newline-terminated, mode 0644) to `path` atomically.
+ * For this process's own pid it first records its start time beside the
+ * file (`startPath`), which `verify` and `effect-tableflip upgrade` take as
+ * the proof that the pid still names this process.
  *
  * @since 0.1.0
  * @category constructors
  */
 export const write = (path: string, pid: number = process.pid): Effect.Effect<void, PidFileError> =>
   Effect.try({
-    try: () => writeAtomic(path, `${pid}\n`),
+    try: () => {
+      // This process's start record first: a reader that finds the new pid finds its proof beside it.
+      const stat = pid === process.pid ? Procfs.processStat(pid) : undefined
+      if (stat !== undefined) writeAtomic(startPath(path), `${pid} ${stat.startTime}\n`)
+      writeAtomic(path, `${pid}\n`)
+    },
     catch: (cause) => new PidFileError({ path, cause })
   })
+
+/**
+ * Where `write` records the process's start time beside a PID file, the
+ * proof that a pid still names the process that wrote it: `app.pid` ->
+ * `app.start` (`<pid> <start time in clock ticks after boot>`, from
+ * /proc/<pid>/stat). A pid is reused; a pid and its start time are not.
+ *
+ * @since 0.3.0
+ * @category constructors
+ */
+export const startPath = (pidFile: string): string =>
+  pidFile.endsWith(".pid") ? `${pidFile.slice(0, -4)}.start` : `${pidFile}.start`
+
+/**
+ * The pid the start record beside `pidFile` names, if it is provably that
+ * process: alive (not a zombie), started when the record says, and the
+ * record belongs to root or to the user the process runs as. `undefined`
+ * for anything else: no record (Linux only), a dead pid, a pid reused since.
+ *
+ * @since 0.3.0
+ * @category constructors
+ */
+export const proven = (pidFile: string): number | undefined => {
+  const record = readStart(pidFile)
+  if (record === undefined) return undefined
+  const stat = Procfs.processStat(record.pid)
+  if (stat === undefined || stat.state === "Z" || stat.startTime !== record.startTime) return undefined
+  const uid = Procfs.processUid(record.pid)
+  return uid !== undefined && (record.owner === 0 || record.owner === uid) ? record.pid : undefined
+}
+
+const readStart = (
+  pidFile: string
+): { readonly pid: number; readonly startTime: string; readonly owner: number } | undefined => {
+  try {
+    const path = startPath(pidFile)
+    const stat = Fs.lstatSync(path)
+    if (!stat.isFile()) return undefined
+    const match = /^(\d+) (\d+)\n?$/.exec(Fs.readFileSync(path, "utf8"))
+    const pid = Number(match?.[1])
+    return match === null || !Number.isSafeInteger(pid) || pid <= 0
+      ? undefined
+      : { pid, startTime: match[2]!, owner: stat.uid }
+  } catch {
+    return undefined
+  }
+}
 
 /**
  * How the last upgrade a generation attempted ended, as `effect-tableflip
@@ -101,10 +156,13 @@ export const read = (path: string): Effect.Effect<number, PidFileError> =>
 const START_SLACK_MS = 100
 
 /**
- * Reads the pid in `path` and proves it names the process that wrote it: the
- * process runs, it started before the file was last written (a pid reused
- * after a crash started later), and the file belongs to root or to the user
- * the process runs as. Linux only (it reads /proc); elsewhere it is `read`.
+ * Reads the pid in `path` and proves it names the process that wrote it:
+ * the start record `write` leaves beside it (`startPath`) names this pid with
+ * its current start time. A PID file without one (written by something
+ * else) is trusted if the process started before the file was last written
+ * (a pid reused after a crash started later) and the file belongs to root or
+ * to the user the process runs as. Linux only (it reads /proc); elsewhere it
+ * is `read`.
  *
  * @since 0.3.0
  * @category constructors
@@ -122,6 +180,19 @@ export const verify = (path: string): Effect.Effect<number, PidFileError | Stale
       const identity = Procfs.processIdentity(pid)
       if (identity === undefined) {
         return Effect.fail(new StalePidFile({ path, pid, reason: "NotRunning", detail: "" }))
+      }
+      // Exact and clock-free: the record names this pid with the start time it has now.
+      if (proven(path) === pid && (stat.uid === 0 || stat.uid === identity.uid)) return Effect.succeed(pid)
+      const record = readStart(path)
+      if (record?.pid === pid) {
+        return Effect.fail(
+          new StalePidFile({
+            path,
+            pid,
+            reason: "Reused",
+            detail: `${startPath(path)} records another start time for it`
+          })
+        )
       }
       if (identity.startedAt > stat.mtimeMs + START_SLACK_MS) {
         return Effect.fail(
@@ -162,6 +233,7 @@ export const removeIfOwn = (path: string, pid: number = process.pid): Effect.Eff
       : Effect.try({
         try: () => {
           Fs.rmSync(path, { force: true })
+          if (readStart(path)?.pid === pid) Fs.rmSync(startPath(path), { force: true })
           return true
         },
         catch: (cause) => new PidFileError({ path, cause, operation: "remove" })

@@ -135,6 +135,33 @@ describe("effect-tableflip upgrade, as operators run it", () => {
     assert.strictEqual(await stranger.exited, "SIGKILL")
   })
 
+  it("trusts a PID file by its start record, whatever the clock did since it was written", async () => {
+    const pidFile = Path.join(tempDir(), "app.pid")
+    const { planFile, run } = start({ listen: [loopback], pidFile })
+    const first = await run.waitFor((e) => e.event === "ready")
+    assert.match(Fs.readFileSync(PidFile.startPath(pidFile), "utf8"), new RegExp(`^${first.pid} \\d+\n$`))
+    // As if the clock had been stepped forward after the write: the file looks older than the process.
+    const before = new Date(Date.now() - 3_600_000)
+    Fs.utimesSync(pidFile, before, before)
+    writePlan(planFile, { listen: [{ host: "127.0.0.1", port: first.listeners[0].port }], pidFile })
+    const result = await cli(["upgrade", "--pid-file", pidFile, "--timeout", "60s"])
+    assert.strictEqual(result.code, 0, result.stderr)
+    assert.match(result.stdout, new RegExp(`^upgraded: pid ${first.pid} -> \\d+`))
+  })
+
+  it("refuses a pid its start record shows was reused", async () => {
+    const pidFile = Path.join(tempDir(), "app.pid")
+    const stranger = bystander()
+    Fs.writeFileSync(pidFile, `${stranger.pid}\n`)
+    Fs.writeFileSync(PidFile.startPath(pidFile), `${stranger.pid} 1\n`)
+    const result = await cli(["upgrade", "--pid-file", pidFile, "--timeout", "5s"])
+    assert.strictEqual(result.code, 4)
+    assert.match(result.stderr, /app\.start records another start time for it/)
+    assert.isTrue(isAlive(stranger.pid))
+    stranger.child.kill("SIGKILL")
+    await stranger.exited
+  })
+
   it("signals nothing through a PID file another user could have planted, and exits 4", async () => {
     const dir = tempDir()
     const pidFile = Path.join(dir, "app.pid")

@@ -236,7 +236,7 @@ describe("PID file", () => {
     for (const text of seen) assert.match(text, /^\d+\n$/)
     assert.deepStrictEqual(
       Fs.readdirSync(dir).sort(),
-      ["app.pid", "app.pid.upgrade.json"],
+      ["app.pid", "app.pid.upgrade.json", "app.start"],
       "no temporary file left behind"
     )
   })

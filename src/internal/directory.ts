@@ -108,35 +108,14 @@ const closeQuietly = (fd: number) => {
 }
 
 /**
- * The pid in `owner.start` if it is, provably, the owner that wrote it: a live process (not a
- * zombie) of this user whose start time is the recorded one, and the file is this user's. Anything
- * else (a missing or malformed file, a dead pid, a pid reused by another process after a crash,
- * another user's process) is a stale record.
+ * The pid in `owner.pid` if it is, provably, the owner that wrote it (`PidFile.proven`: its start
+ * record `owner.start` names a live process with that start time) and runs as this user. Anything
+ * else (a missing or malformed record, a dead pid, a pid reused by another process after a crash,
+ * another user's process or record) is stale.
  */
-const provenOwner = (path: string, uid: number): number | undefined => {
-  let text: string
-  try {
-    const stat = Fs.lstatSync(path)
-    if (!stat.isFile() || stat.uid !== uid) return undefined
-    text = Fs.readFileSync(path, "utf8")
-  } catch {
-    return undefined
-  }
-  const match = /^(\d+) (\d+)\n?$/.exec(text)
-  if (match === null) return undefined
-  const pid = Number(match[1])
-  if (!Number.isSafeInteger(pid) || pid <= 0 || pid === process.pid) return undefined
-  const stat = Procfs.processStat(pid)
-  if (stat === undefined || stat.state === "Z" || stat.startTime !== match[2]) return undefined
-  return Procfs.processUid(pid) === uid ? pid : undefined
-}
-
-/** Writes `text` to `path` through a temporary file and a rename: a reader sees the old or the new. */
-const writeAtomic = (path: string, text: string) => {
-  const temp = `${path}.${process.pid}.tmp`
-  Fs.rmSync(temp, { force: true })
-  Fs.writeFileSync(temp, text, { mode: 0o644, flag: "wx" })
-  Fs.renameSync(temp, path)
+const provenOwner = (ownerPidPath: string, uid: number): number | undefined => {
+  const pid = PidFile.proven(ownerPidPath)
+  return pid !== undefined && pid !== process.pid && Procfs.processUid(pid) === uid ? pid : undefined
 }
 
 /**
@@ -208,7 +187,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
   const lockPath = Path.join(dir, "upgrade.lock")
   const ownerPath = Path.join(dir, "owner.sock")
   const ownerPidPath = Path.join(dir, "owner.pid")
-  const ownerStartPath = Path.join(dir, "owner.start")
+  const ownerStartPath = PidFile.startPath(ownerPidPath)
   const uid = process.geteuid?.() ?? 0
   Log.identify(`directory ${dir}`)
   // Effects started from the server's callbacks run in this layer's runtime (the app's logger) and end with it.
@@ -440,7 +419,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
         return warn.pipe(Effect.zipRight(Effect.sleep(Duration.millis(50))), Effect.zipRight(find))
       }
       case "Nobody": {
-        const live = provenOwner(ownerStartPath, uid)
+        const live = provenOwner(ownerPidPath, uid)
         if (live === undefined) return Effect.succeed(asked)
         waitingFor = `the owner (pid ${live}, alive as ${ownerStartPath} records it) to answer at ${ownerPath}`
         return Effect.zipRight(Effect.sleep(Duration.millis(100)), find)
@@ -653,13 +632,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
   }
 
   // owner.start (pid and start time: the proof a live pid is still the owner), then owner.pid.
-  const recordOwner = Effect.zipRight(
-    Effect.try({
-      try: () => writeAtomic(ownerStartPath, `${process.pid} ${Procfs.processStat(process.pid)?.startTime ?? 0}\n`),
-      catch: (cause) => new PidFileError({ path: ownerStartPath, cause })
-    }),
-    PidFile.write(ownerPidPath)
-  )
+  const recordOwner = PidFile.write(ownerPidPath)
 
   const ready = Effect.gen(function*() {
     if (readied) return
