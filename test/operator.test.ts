@@ -27,6 +27,23 @@ const bystander = () => {
   return { pid: child.pid!, child, exited }
 }
 
+/**
+ * Runs `upgrade` against a PID file naming a bystander, prepared by `plant`, and
+ * checks it refused with exit 4 and `message`, and that the bystander lives.
+ */
+const refusesStranger = async (plant: (pidFile: string, pid: number) => void, message: RegExp) => {
+  const pidFile = Path.join(tempDir(), "app.pid")
+  const stranger = bystander()
+  Fs.writeFileSync(pidFile, `${stranger.pid}\n`)
+  plant(pidFile, stranger.pid)
+  const result = await cli(["upgrade", "--pid-file", pidFile, "--timeout", "5s"])
+  assert.strictEqual(result.code, 4)
+  assert.match(result.stderr, message)
+  assert.isTrue(isAlive(stranger.pid), "the stranger was not signalled")
+  stranger.child.kill("SIGKILL")
+  assert.strictEqual(await stranger.exited, "SIGKILL")
+}
+
 describe("durations", () => {
   it("reads systemd's spelling and Effect's", () => {
     const cases: ReadonlyArray<readonly [string, number]> = [
@@ -120,20 +137,12 @@ describe("effect-tableflip upgrade, as operators run it", () => {
     assert.strictEqual(b.stdout, `upgraded: pid ${first.pid} -> ${child.pid}\n`)
   })
 
-  it("signals nothing through a PID file whose pid was reused by a later process, and exits 4", async () => {
-    const pidFile = Path.join(tempDir(), "app.pid")
-    const stranger = bystander()
-    Fs.writeFileSync(pidFile, `${stranger.pid}\n`)
-    // Written a minute before the process started: the writer died and its pid went to `sleep`.
-    const before = new Date(Date.now() - 60_000)
-    Fs.utimesSync(pidFile, before, before)
-    const result = await cli(["upgrade", "--pid-file", pidFile, "--timeout", "5s"])
-    assert.strictEqual(result.code, 4)
-    assert.match(result.stderr, /is stale: pid \d+ is another process that started after the file was written/)
-    assert.isTrue(isAlive(stranger.pid), "the stranger was not signalled")
-    stranger.child.kill("SIGKILL")
-    assert.strictEqual(await stranger.exited, "SIGKILL")
-  })
+  it("signals nothing through a PID file whose pid was reused by a later process, and exits 4", () =>
+    refusesStranger((pidFile) => {
+      // Written a minute before the process started: the writer died and its pid went to `sleep`.
+      const before = new Date(Date.now() - 60_000)
+      Fs.utimesSync(pidFile, before, before)
+    }, /is stale: pid \d+ is another process that started after the file was written/))
 
   it("trusts a PID file by its start record, whatever the clock did since it was written", async () => {
     const pidFile = Path.join(tempDir(), "app.pid")
@@ -149,32 +158,17 @@ describe("effect-tableflip upgrade, as operators run it", () => {
     assert.match(result.stdout, new RegExp(`^upgraded: pid ${first.pid} -> \\d+`))
   })
 
-  it("refuses a pid its start record shows was reused", async () => {
-    const pidFile = Path.join(tempDir(), "app.pid")
-    const stranger = bystander()
-    Fs.writeFileSync(pidFile, `${stranger.pid}\n`)
-    Fs.writeFileSync(PidFile.startPath(pidFile), `${stranger.pid} 1\n`)
-    const result = await cli(["upgrade", "--pid-file", pidFile, "--timeout", "5s"])
-    assert.strictEqual(result.code, 4)
-    assert.match(result.stderr, /app\.start records another start time for it/)
-    assert.isTrue(isAlive(stranger.pid))
-    stranger.child.kill("SIGKILL")
-    await stranger.exited
-  })
+  it("refuses a pid its start record shows was reused", () =>
+    refusesStranger(
+      (pidFile, pid) => Fs.writeFileSync(PidFile.startPath(pidFile), `${pid} 1\n`),
+      /app\.start records another start time for it/
+    ))
 
-  it("signals nothing through a PID file another user could have planted, and exits 4", async () => {
-    const dir = tempDir()
-    const pidFile = Path.join(dir, "app.pid")
-    const stranger = bystander()
-    Fs.writeFileSync(pidFile, `${stranger.pid}\n`)
-    Fs.chownSync(pidFile, 65534, 65534)
-    const result = await cli(["upgrade", "--pid-file", pidFile, "--timeout", "5s"])
-    assert.strictEqual(result.code, 4)
-    assert.match(result.stderr, /cannot be trusted: it belongs to uid 65534 but pid \d+ runs as uid 0/)
-    assert.isTrue(isAlive(stranger.pid))
-    stranger.child.kill("SIGKILL")
-    await stranger.exited
-  })
+  it("signals nothing through a PID file another user could have planted, and exits 4", () =>
+    refusesStranger(
+      (pidFile) => Fs.chownSync(pidFile, 65534, 65534),
+      /cannot be trusted: it belongs to uid 65534 but pid \d+ runs as uid 0/
+    ))
 
   it("names a PID file whose process is gone as stale, and a missing one as unreadable", async () => {
     const dir = tempDir()
