@@ -5,6 +5,8 @@
  *   npm run example -- --log-format json                        (or LOG_FORMAT=json: one JSON object a line)
  *   curl 'http://127.0.0.1:8080/?delay=200ms'                  -> hello from pid 1234
  *   kill -HUP $(cat /tmp/app.pid)                               -> a new generation takes over
+ *   npx effect-tableflip prepare --pid-file /tmp/app.pid        -> the next one starts and parks, loaded
+ *   npx effect-tableflip upgrade --pid-file /tmp/app.pid        -> ... and takes over in tens of ms
  *   kill -TERM $(cat /tmp/app.pid)                              -> drain and exit 0
  */
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
@@ -58,7 +60,8 @@ const main = Effect.gen(function*() {
 })
 
 // Options win over TABLEFLIP_PID_FILE, TABLEFLIP_UPGRADE_TIMEOUT and TABLEFLIP_PROBATION.
-const UpgraderLive = Upgrader.layerSignal().pipe(
+// SIGHUP upgrades; SIGUSR2 (`effect-tableflip prepare`) starts the next generation ahead of it.
+const UpgraderLive = Upgrader.layerSignal("SIGHUP", { prepare: "SIGUSR2" }).pipe(
   Layer.provideMerge(Upgrader.layerConfig({ pidFile: values["pid-file"] }))
 )
 

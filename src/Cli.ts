@@ -3,6 +3,7 @@
  *
  *   effect-tableflip run [--pid-file F] [--upgrade-timeout D] [--probation D] [--] <command...>
  *   effect-tableflip upgrade --pid-file F [--timeout D]
+ *   effect-tableflip prepare --pid-file F [--timeout D]
  *   effect-tableflip build-native
  *
  * `run` keeps one pid for the service's whole life (a container's PID 1, a
@@ -15,7 +16,11 @@
  * exits 0 (upgraded), 1 (the upgrade failed; the old generation serves on),
  * 2 (no PID file to read), 3 (no outcome within the timeout) or 4 (the PID
  * file is stale: its process is gone, or the pid now names another process,
- * which is never signalled).
+ * which is never signalled). A process that has no handler for the signal
+ * is not sent it either (exit 2): the default action would end it.
+ *
+ * `prepare` does the same with SIGUSR2 (`Upgrader.layerSignal` prepares the
+ * next generation on it): it exits 0 once the next generation is parked.
  *
  * Arguments are parsed with `node:util`'s `parseArgs`: the command needs
  * nothing but `effect`, so a library user installs no CLI framework.
@@ -84,6 +89,17 @@ const COMMANDS = {
       "nothing is signalled).",
     options: {
       "pid-file": { type: "file", description: "the PID file of the app or the runner (required)" },
+      timeout: { type: "duration", default: "2min", description: "how long to wait for the outcome" },
+      help: HELP
+    }
+  },
+  prepare: {
+    usage: "effect-tableflip prepare --pid-file <file> [options]",
+    description: "Sends SIGUSR2 to the app in a PID file, which starts the next generation and parks it loaded;\n" +
+      "the next upgrade hands it the sockets. Waits for the outcome the app records. Exits as upgrade does,\n" +
+      "0 meaning prepared.",
+    options: {
+      "pid-file": { type: "file", description: "the PID file of the app (required)" },
       timeout: { type: "duration", default: "2min", description: "how long to wait for the outcome" },
       help: HELP
     }
@@ -229,7 +245,7 @@ interface Target {
 }
 
 /**
- * Whether `outcome`, read from a file owned by `owner`, answers a SIGHUP sent
+ * Whether `outcome`, read from a file owned by `owner`, answers a signal sent
  * at `since` to the process `pid` (running as `uid`, started at `startedAt`).
  * It does when that process wrote it (the file is root's or the process
  * user's, and the attempt began after the process started) and the attempt
@@ -269,9 +285,8 @@ const readOutcome = (file: string): { readonly outcome: PidFile.Outcome; readonl
  * directory is watched; the process's exit has no event Node can wait on, so
  * it is checked each second.
  */
-const awaitOutcome = (pidFile: string, target: Target, since: number) =>
+const awaitOutcome = (file: string, target: Target, since: number) =>
   Effect.async<PidFile.Outcome | "exited">((resume) => {
-    const file = PidFile.outcomePath(pidFile)
     const check = () => {
       const read = readOutcome(file)
       if (read !== undefined && answers(read.outcome, read.owner, target, since)) {
@@ -292,12 +307,19 @@ const awaitOutcome = (pidFile: string, target: Target, since: number) =>
     return Effect.sync(done)
   })
 
-const upgrade = (args: ReadonlyArray<string>) =>
+/** What `upgrade` and `prepare` each send, where the answer is recorded, and how it reads. */
+const SIGNALLED = {
+  upgrade: { signal: "SIGHUP", outcomes: PidFile.outcomePath, done: "upgraded", what: "upgrade" },
+  prepare: { signal: "SIGUSR2", outcomes: PidFile.prepareOutcomePath, done: "prepared", what: "prepare" }
+} as const
+
+const signalAndAwait = (name: keyof typeof SIGNALLED, args: ReadonlyArray<string>) =>
   Effect.gen(function*() {
-    const options = parseOptions("upgrade", args, false)
-    if (options.help) return yield* say(0, commandHelp(COMMANDS.upgrade))
+    const { done, outcomes, signal, what } = SIGNALLED[name]
+    const options = parseOptions(name, args, false)
+    if (options.help) return yield* say(0, commandHelp(COMMANDS[name]))
     const pidFile = options.file("pid-file")
-    if (pidFile === undefined) throw new UsageError("effect-tableflip upgrade: --pid-file is required")
+    if (pidFile === undefined) throw new UsageError(`effect-tableflip ${name}: --pid-file is required`)
     const timeout = options.duration("timeout")
     const verified = yield* Effect.either(PidFile.verify(pidFile))
     if (verified._tag === "Left") {
@@ -305,17 +327,24 @@ const upgrade = (args: ReadonlyArray<string>) =>
     }
     const pid = verified.right
     const identity = Procfs.processIdentity(pid)
+    if (identity !== undefined && Procfs.catches(pid, signal) === false) {
+      return yield* say(
+        2,
+        `pid ${pid} from ${pidFile} has no ${signal} handler, so ${signal} would end it; nothing was sent ` +
+          `(is Upgrader.layerSignal() in its layers${name === "prepare" ? ", with prepare enabled" : ""}?)`
+      )
+    }
     const since = Date.now()
     try {
       if (identity === undefined) throw Object.assign(new Error("gone"), { code: "ESRCH" })
-      process.kill(pid, "SIGHUP")
+      process.kill(pid, signal)
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code
       return yield* code === "ESRCH"
         ? say(4, `pid ${pid} from ${pidFile} exited before it could be signalled`)
         : say(2, `cannot signal pid ${pid} from ${pidFile}: ${code} (${(error as Error).message})`)
     }
-    const outcome = yield* awaitOutcome(pidFile, { pid, ...identity! }, since).pipe(
+    const outcome = yield* awaitOutcome(outcomes(pidFile), { pid, ...identity! }, since).pipe(
       Effect.timeout(timeout),
       Effect.option
     )
@@ -323,12 +352,12 @@ const upgrade = (args: ReadonlyArray<string>) =>
       return yield* say(3, `no outcome from pid ${pid} within ${Duration.format(timeout)}`)
     }
     if (outcome.value === "exited") {
-      return yield* say(1, `pid ${pid} exited without recording the outcome of its upgrade`)
+      return yield* say(1, `pid ${pid} exited without recording the outcome of its ${what}`)
     }
     const { child, error } = outcome.value
-    return yield* outcome.value.outcome === "upgraded"
-      ? say(0, `upgraded: pid ${pid} -> ${child}`)
-      : say(1, `upgrade failed: ${error?._tag}: ${error?.message}`)
+    return yield* outcome.value.outcome === done
+      ? say(0, `${done}: pid ${pid} -> ${child}`)
+      : say(1, `${what} failed: ${error?._tag}: ${error?.message}`)
   })
 
 const buildNative = (args: ReadonlyArray<string>) =>
@@ -357,7 +386,8 @@ export const main = (argv: ReadonlyArray<string>): Effect.Effect<number> =>
       case "run":
         return run(args)
       case "upgrade":
-        return upgrade(args)
+      case "prepare":
+        return signalAndAwait(name, args)
       case "build-native":
         return buildNative(args)
       default:

@@ -96,14 +96,15 @@ export interface Outcome {
   /** When the attempt began, ms since the epoch. */
   readonly startedAt: number
   readonly endedAt: number
-  readonly outcome: "upgraded" | "failed"
+  /** `"prepared"`: a prepare (`effect-tableflip prepare`) parked the next generation. */
+  readonly outcome: "upgraded" | "prepared" | "failed"
   /**
    * The recording process handed its service over for good (an app's
    * generation that upgraded): every later signal to it is answered by this
    * record. A runner, which upgrades again and again, never sets it.
    */
   readonly handedOver?: boolean | undefined
-  /** The new generation's pid, when it upgraded. */
+  /** The new generation's pid, when it upgraded or was prepared. */
   readonly child?: number | undefined
   /** The typed error's tag and message, when it failed. */
   readonly error?: { readonly _tag: string; readonly message: string } | undefined
@@ -118,15 +119,28 @@ export interface Outcome {
 export const outcomePath = (pidFile: string): string => `${pidFile}.upgrade.json`
 
 /**
+ * Where the outcome of prepares is recorded for a PID file: `<pidFile>.prepare.json`.
+ *
+ * @since 0.4.0
+ * @category constructors
+ */
+export const prepareOutcomePath = (pidFile: string): string => `${pidFile}.prepare.json`
+
+/**
  * Records an upgrade's outcome beside the PID file.
  *
  * @since 0.2.0
  * @category constructors
  */
-export const writeOutcome = (pidFile: string, outcome: Outcome): Effect.Effect<void, PidFileError> =>
+export const writeOutcome = (
+  pidFile: string,
+  outcome: Outcome,
+  /** Where: `outcomePath` (the default) or `prepareOutcomePath`. */
+  path: (pidFile: string) => string = outcomePath
+): Effect.Effect<void, PidFileError> =>
   Effect.try({
-    try: () => writeAtomic(outcomePath(pidFile), `${JSON.stringify(outcome)}\n`),
-    catch: (cause) => new PidFileError({ path: outcomePath(pidFile), cause })
+    try: () => writeAtomic(path(pidFile), `${JSON.stringify(outcome)}\n`),
+    catch: (cause) => new PidFileError({ path: path(pidFile), cause })
   })
 
 /**

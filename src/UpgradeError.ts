@@ -271,11 +271,17 @@ export class DirectoryError extends Data.TaggedError("DirectoryError")<{
 export class UpgradeTimeout extends Data.TaggedError("UpgradeTimeout")<{
   readonly pid: number
   readonly timeout: Duration.Duration
+  /** `"prepare"`: a prepared generation did not finish loading (`Upgrader.prepare`). */
+  readonly phase?: "prepare" | undefined
 }> {
   override get message(): string {
-    return `new generation pid ${this.pid} was not ready within ${
-      Duration.format(this.timeout)
-    }; it was killed and the old generation keeps serving`
+    return this.phase === "prepare"
+      ? `prepared generation pid ${this.pid} did not finish loading within ${
+        Duration.format(this.timeout)
+      }; it was killed and this generation keeps serving`
+      : `new generation pid ${this.pid} was not ready within ${
+        Duration.format(this.timeout)
+      }; it was killed and the old generation keeps serving`
   }
 }
 

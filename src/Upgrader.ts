@@ -119,6 +119,18 @@ export interface Upgraded {
 }
 
 /**
+ * A prepared next generation: started, loaded, and parked until the next
+ * `upgrade` hands it the descriptors.
+ *
+ * @since 0.4.0
+ * @category models
+ */
+export interface Prepared {
+  /** The pid of the parked generation. */
+  readonly pid: number
+}
+
+/**
  * The upgrade lifecycle of this generation.
  *
  * @since 0.1.0
@@ -147,6 +159,20 @@ export class Upgrader extends Context.Tag("effect-tableflip/Upgrader")<Upgrader,
    * flight, or it already upgraded.
    */
   readonly upgrade: Effect.Effect<Upgraded, UpgradeError>
+  /**
+   * Starts the next generation ahead of an upgrade: it loads its code and
+   * builds its layers up to `Upgrader.layer`, says it is parked, and waits
+   * there without a socket. The next `upgrade` hands it the descriptors and
+   * state, so it becomes ready in the time its remaining layers take
+   * instead of a whole start. Succeeds once it is parked (within
+   * `upgradeTimeout`, or it is killed: `UpgradeTimeout`, `ChildExited`).
+   * A parked generation that dies costs nothing (the next upgrade starts one
+   * afresh); preparing again replaces it; `stop` kills it. The same refusals
+   * as `upgrade` apply; under `effect-tableflip run` it fails with
+   * `NotSupported`. Files registered after it was prepared make the next
+   * upgrade start afresh, since a child inherits files only when it starts.
+   */
+  readonly prepare: Effect.Effect<Prepared, UpgradeError>
   /** Completes when this generation should stop serving: after a successful upgrade, or `stop`. */
   readonly exit: Effect.Effect<ExitReason>
   /** Ends the lifecycle without an upgrade: kills a pending new generation and completes `exit`. */
@@ -194,6 +220,7 @@ export const make = (
       hasParent: lifecycle.hasParent,
       ready: lifecycle.ready,
       upgrade: lifecycle.upgrade,
+      prepare: lifecycle.prepare,
       exit: lifecycle.exit,
       stop: lifecycle.stop,
       waitForParent: lifecycle.waitForParent,
@@ -335,46 +362,68 @@ export const layerConfig = (
  * Upgrades on a signal (SIGHUP by default) and logs the outcome; a failed
  * upgrade leaves this generation serving. Signals that arrive during an
  * upgrade are folded into one more attempt after it, and a signal to a new
- * generation whose predecessor still drains waits for that drain.
+ * generation whose predecessor still drains waits for that drain. Another
+ * signal (SIGUSR2 by default; `prepare: false` leaves it alone) prepares the
+ * next generation (`Upgrader.prepare`), as `effect-tableflip prepare` asks.
  *
- * Once the layer is released the signal stays ignored, so a late SIGHUP can
+ * Once the layer is released the signals stay ignored, so a late SIGHUP can
  * never kill a generation that is draining.
  *
  * @since 0.1.0
  * @category layers
  */
-export const layerSignal = (signal: NodeJS.Signals = "SIGHUP"): Layer.Layer<never, never, Upgrader> =>
+export const layerSignal = (
+  signal: NodeJS.Signals = "SIGHUP",
+  options: {
+    /** The signal that prepares the next generation (`"SIGUSR2"` for `effect-tableflip prepare`). Default: none. */
+    readonly prepare?: NodeJS.Signals | undefined
+  } = {}
+): Layer.Layer<never, never, Upgrader> =>
   Layer.scopedDiscard(Effect.gen(function*() {
     const upgrader = yield* Upgrader
+    yield* onSignal(
+      signal,
+      // A signal to a new generation whose predecessor still drains (a second deploy hook, say)
+      // is an upgrade after that drain, not a ParentNotExited the operator has to retry.
+      Effect.zipRight(upgrader.waitForParent, Effect.map(upgrader.upgrade, ({ pid }) => `upgraded to pid ${pid}`))
+    )
+    if (options.prepare !== undefined) {
+      yield* onSignal(
+        options.prepare,
+        Effect.zipRight(upgrader.waitForParent, Effect.map(upgrader.prepare, ({ pid }) => `prepared pid ${pid}`))
+      )
+    }
+  }))
+
+/** Runs `action` once per signal, folding the ones that arrive while it runs into one more run. */
+const onSignal = (signal: NodeJS.Signals, action: Effect.Effect<string, UpgradeError>) =>
+  Effect.gen(function*() {
     const requests = yield* Queue.dropping<void>(1)
-    const onSignal = () => {
+    const handler = () => {
       Queue.unsafeOffer(requests, undefined)
     }
     yield* Effect.acquireRelease(
-      Effect.sync(() => process.on(signal, onSignal)),
+      Effect.sync(() => process.on(signal, handler)),
       () =>
         Effect.sync(() => {
           ignore(signal)
-          process.off(signal, onSignal)
+          process.off(signal, handler)
         })
     )
     yield* Queue.take(requests).pipe(
-      // A signal to a new generation whose predecessor still drains (a second deploy hook, say)
-      // is an upgrade after that drain, not a ParentNotExited the operator has to retry.
-      Effect.zipRight(upgrader.waitForParent),
       Effect.zipRight(
-        upgrader.upgrade.pipe(
+        action.pipe(
           Effect.matchCauseEffect({
-            // upgrade logs its own failures; a defect must not end the loop, or later signals do nothing.
-            onFailure: (cause) => Cause.isFailType(cause) ? Effect.void : Log.error("upgrade died", cause),
-            onSuccess: ({ pid }) => Log.info(`${signal}: upgraded to pid ${pid}`)
+            // The lifecycle logs its own failures; a defect must not end the loop, or later signals do nothing.
+            onFailure: (cause) => Cause.isFailType(cause) ? Effect.void : Log.error(`${signal} died`, cause),
+            onSuccess: (done) => Log.info(`${signal}: ${done}`)
           })
         )
       ),
       Effect.forever,
       Effect.forkScoped
     )
-  }))
+  })
 
 const ignored = new Set<NodeJS.Signals>()
 const ignore = (signal: NodeJS.Signals): void => {

@@ -27,7 +27,7 @@ import * as Fds from "./Fds.js"
 import { Registry } from "./internal/registry.js"
 import type { StateError, UpgradeError } from "./UpgradeError.js"
 import { NotSupported } from "./UpgradeError.js"
-import type { ExitReason, Upgraded } from "./Upgrader.js"
+import type { ExitReason, Prepared, Upgraded } from "./Upgrader.js"
 import { Upgrader } from "./Upgrader.js"
 
 /**
@@ -43,6 +43,8 @@ export class UpgraderTest extends Context.Tag("effect-tableflip/UpgraderTest")<U
   readonly readyCount: Effect.Effect<number>
   /** How many times the application called `upgrade`. */
   readonly upgradeCount: Effect.Effect<number>
+  /** How many times the application called `prepare`. */
+  readonly prepareCount: Effect.Effect<number>
   /** Takes the snapshots the application offers (`State.offer`), encoded, as an upgrade would. */
   readonly offeredState: Effect.Effect<Readonly<Record<string, unknown>>, StateError>
   /** The reason the application gave `readyWhen`'s failed check, if any. */
@@ -56,6 +58,8 @@ export class UpgraderTest extends Context.Tag("effect-tableflip/UpgraderTest")<U
 export interface Options {
   /** What `upgrade` does. Default: fail with `NotSupported`. */
   readonly upgrade?: Effect.Effect<Upgraded, UpgradeError> | undefined
+  /** What `prepare` does. Default: fail with `NotSupported`. */
+  readonly prepare?: Effect.Effect<Prepared, UpgradeError> | undefined
   /** What `hasParent` reports. Default: false. */
   readonly hasParent?: boolean | undefined
   /** State "handed over" by a previous generation: encoded values by key, as `State` would send them. */
@@ -72,11 +76,14 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
   const exitReason = yield* Deferred.make<ExitReason>()
   const readyCount = yield* Ref.make(0)
   const upgradeCount = yield* Ref.make(0)
+  const prepareCount = yield* Ref.make(0)
   const registry = new Registry([], { mayUnlink: () => true })
   const offered = new Map<string, Effect.Effect<unknown, StateError>>()
   const unreadyReason = yield* Ref.make<string | undefined>(undefined)
   const upgrade = options.upgrade ??
     Effect.fail(new NotSupported({ platform: process.platform, reason: "UpgraderTest does not upgrade" }))
+  const prepare = options.prepare ??
+    Effect.fail(new NotSupported({ platform: process.platform, reason: "UpgraderTest does not prepare" }))
   const triggerExit = (reason: ExitReason) => Effect.asVoid(Deferred.succeed(exitReason, reason))
   return {
     upgrader: Upgrader.of({
@@ -85,6 +92,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
       hasParent: options.hasParent ?? false,
       ready: Ref.update(readyCount, (n) => n + 1),
       upgrade: Effect.zipRight(Ref.update(upgradeCount, (n) => n + 1), upgrade),
+      prepare: Effect.zipRight(Ref.update(prepareCount, (n) => n + 1), prepare),
       exit: Deferred.await(exitReason),
       stop: triggerExit("stopped"),
       waitForParent: Effect.void,
@@ -101,6 +109,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
       triggerExit,
       readyCount: Ref.get(readyCount),
       upgradeCount: Ref.get(upgradeCount),
+      prepareCount: Ref.get(prepareCount),
       // Suspended: the snapshots offered by the time it runs, not by the time the stub was built.
       offeredState: Effect.suspend(() =>
         Effect.map(

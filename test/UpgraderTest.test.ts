@@ -42,6 +42,9 @@ describe("UpgraderTest", () => {
       const upgrade = yield* Effect.either(upgrader.upgrade)
       assert.isTrue(Either.isLeft(upgrade) && upgrade.left._tag === "NotSupported")
       assert.strictEqual(yield* test.upgradeCount, 1)
+      const prepare = yield* Effect.either(upgrader.prepare)
+      assert.isTrue(Either.isLeft(prepare) && prepare.left._tag === "NotSupported")
+      assert.strictEqual(yield* test.prepareCount, 1)
       assert.isFalse(upgrader.hasParent)
 
       yield* UpgraderTest.triggerExit("upgraded")
@@ -52,9 +55,13 @@ describe("UpgraderTest", () => {
       assert.strictEqual(after, "ECONNREFUSED", "the listener closed with the app's scope")
     }).pipe(Effect.provide(UpgraderTest.layer())))
 
-  it.live("can stand in for a successful upgrade", () =>
+  it.live("can stand in for a successful upgrade and prepare", () =>
     Effect.gen(function*() {
       const upgrader = yield* Upgrader.Upgrader
+      assert.deepStrictEqual(yield* upgrader.prepare, { pid: 4241 })
       assert.deepStrictEqual(yield* upgrader.upgrade, { pid: 4242 })
-    }).pipe(Effect.provide(UpgraderTest.layer({ upgrade: Effect.succeed({ pid: 4242 }) }))))
+    }).pipe(Effect.provide(UpgraderTest.layer({
+      upgrade: Effect.succeed({ pid: 4242 }),
+      prepare: Effect.succeed({ pid: 4241 })
+    }))))
 })

@@ -683,18 +683,20 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     )
   )
 
+  const startsNoSuccessor = Effect.fail(
+    new NotSupported({
+      platform: process.platform,
+      reason: "a DirectoryUpgrader process does not start its successor: start the next one " +
+        "(another unit instance, a new release) and it takes over through the directory"
+    })
+  )
   const upgrader: Upgrader["Type"] = {
     pid: process.pid,
     generation,
     hasParent: connection !== undefined,
     ready,
-    upgrade: Effect.fail(
-      new NotSupported({
-        platform: process.platform,
-        reason: "a DirectoryUpgrader process does not start its successor: start the next one " +
-          "(another unit instance, a new release) and it takes over through the directory"
-      })
-    ),
+    upgrade: startsNoSuccessor,
+    prepare: startsNoSuccessor,
     exit: Deferred.await(exitReason),
     stop,
     waitForParent: Deferred.await(predecessorGone),

@@ -63,7 +63,11 @@ export const revive = (error: Serialized): UpgradeError => {
     case "RolledBack":
       return new RolledBack({ pid: e.pid, code: e.code, signal: e.signal, probation: Duration.millis(e.probation) })
     case "UpgradeTimeout":
-      return new UpgradeTimeout({ pid: e.pid, timeout: Duration.millis(e.timeout) })
+      return new UpgradeTimeout({
+        pid: e.pid,
+        timeout: Duration.millis(e.timeout),
+        ...(e.phase === "prepare" ? { phase: "prepare" } : {})
+      })
     case "TooManyDescriptors":
       return new TooManyDescriptors({ count: e.count, max: e.max })
     case "UnregisteredListener":
@@ -78,8 +82,9 @@ export const revive = (error: Serialized): UpgradeError => {
 }
 
 /**
- * Records how an upgrade ended in `<pidFile>.upgrade.json`, for
- * `effect-tableflip upgrade`; a failure to write is logged, never raised.
+ * Records how an upgrade (or, with `prepared`, a prepare) ended in
+ * `<pidFile>.upgrade.json` (`.prepare.json`), for `effect-tableflip upgrade`
+ * and `prepare`; a failure to write is logged, never raised.
  *
  * @internal
  */
@@ -88,22 +93,29 @@ export const recordOutcome = (
   startedAt: number,
   exit: Exit.Exit<{ readonly pid: number }, UpgradeError>,
   /** An app's generation hands over for good; a runner upgrades again. */
-  handsOver: boolean
+  handsOver: boolean,
+  prepared = false
 ): Effect.Effect<void> =>
-  PidFile.writeOutcome(pidFile, {
-    pid: process.pid,
-    startedAt,
-    endedAt: Date.now(),
-    ...(Exit.isSuccess(exit)
-      ? { outcome: "upgraded", child: exit.value.pid, handedOver: handsOver }
-      : {
-        outcome: "failed",
-        error: Option.match(Cause.failureOption(exit.cause), {
-          onNone: () =>
-            Cause.isInterruptedOnly(exit.cause)
-              ? { _tag: "Interrupted", message: "the upgrade was interrupted (the process is stopping)" }
-              : { _tag: "Defect", message: Cause.pretty(exit.cause).split("\n")[0]! },
-          onSome: (error) => ({ _tag: error._tag, message: error.message })
+  PidFile.writeOutcome(
+    pidFile,
+    {
+      pid: process.pid,
+      startedAt,
+      endedAt: Date.now(),
+      ...(Exit.isSuccess(exit)
+        ? prepared
+          ? { outcome: "prepared", child: exit.value.pid }
+          : { outcome: "upgraded", child: exit.value.pid, handedOver: handsOver }
+        : {
+          outcome: "failed",
+          error: Option.match(Cause.failureOption(exit.cause), {
+            onNone: () =>
+              Cause.isInterruptedOnly(exit.cause)
+                ? { _tag: "Interrupted", message: "interrupted (the process is stopping)" }
+                : { _tag: "Defect", message: Cause.pretty(exit.cause).split("\n")[0]! },
+            onSome: (error) => ({ _tag: error._tag, message: error.message })
+          })
         })
-      })
-  }).pipe(Effect.catchAll((error) => Log.warning(error.message)))
+    },
+    prepared ? PidFile.prepareOutcomePath : PidFile.outcomePath
+  ).pipe(Effect.catchAll((error) => Log.warning(error.message)))

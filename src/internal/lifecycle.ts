@@ -39,7 +39,7 @@ import * as Link from "./link.js"
 import * as Log from "./log.js"
 import * as Notify from "./notify.js"
 import * as Protocol from "./protocol.js"
-import { Registry } from "./registry.js"
+import { type Handover, Registry } from "./registry.js"
 import * as Spawn from "./spawn.js"
 import * as Systemd from "./systemd.js"
 
@@ -66,7 +66,21 @@ export interface Upgraded {
 }
 
 /** @internal */
-export type Lifecycle = Upgrader["Type"] & { readonly registry: Registry }
+export interface Prepared {
+  readonly pid: number
+}
+
+/** @internal */
+export type Lifecycle = Upgrader["Type"] & {
+  readonly registry: Registry
+  readonly prepare: Effect.Effect<Prepared, UpgradeError>
+}
+
+/** A prepared next generation, parked, and the files it inherited when it started. */
+interface Parked {
+  readonly child: Spawn.Child
+  readonly files: string
+}
 
 type State =
   | { readonly _tag: "Starting" }
@@ -90,11 +104,13 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     })
   }
   const taken = Protocol.take()
-  const manifest = taken === undefined ? undefined : yield* Either.match(taken, {
+  const initial = taken === undefined ? undefined : yield* Either.match(taken, {
     onLeft: Effect.fail,
     onRight: Effect.succeed
   })
-  const link = manifest === undefined ? undefined : yield* Link.open(manifest)
+  // A prepared generation parks in here until its parent's `go`.
+  const link = initial === undefined ? undefined : yield* Link.open(initial)
+  const manifest = link?.manifest
   // Only a first generation takes systemd's sockets; later ones get them through the handover.
   const inherited = link?.inherited ?? Systemd.take()
   const generation = manifest?.generation ?? 1
@@ -113,6 +129,10 @@ export const make = Effect.fnUntraced(function*(options: Options) {
   let readied = false
   let upgraded = false
   let pending: Fiber.RuntimeFiber<Upgraded, UpgradeError> | undefined
+  let parked: Parked | undefined
+  // `prepare` and the start of `upgrade` take turns: an upgrade asked for while a generation
+  // is being prepared waits for it (bounded by the timeout) and then takes it over.
+  const gate = yield* Effect.makeSemaphore(1)
 
   const registry = new Registry(inherited, {
     // A generation that never became ready must leave the paths its parent serves alone.
@@ -155,25 +175,36 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     Effect.catchAll((error) => Log.warning(error.message))
   )
 
-  const begin = Effect.gen(function*() {
-    const parentAlive = link !== undefined && !(yield* Deferred.isDone(link.predecessorGone))
-    return yield* Ref.modify(state, (s): [Either.Either<void, UpgradeError>, State] => {
-      switch (s._tag) {
-        case "Starting":
-          return [Either.left(new NotReady({ pid: process.pid })), s]
-        case "Upgrading":
-          return [Either.left(new UpgradeInProgress({ childPid: s.childPid })), s]
-        case "Upgraded":
-          return [Either.left(new AlreadyUpgraded({ childPid: s.childPid })), s]
-        case "Stopped":
-          return [Either.left(new Stopped({ childPid: undefined })), s]
-        case "Ready":
-          return parentAlive
-            ? [Either.left(new ParentNotExited({ parentPid: manifest!.predecessorPid ?? link!.parentPid })), s]
-            : [Either.right(undefined), { _tag: "Upgrading", childPid: undefined }]
-      }
-    }).pipe(Effect.flatten)
-  })
+  // Whether this generation may start (or prepare) the next one now.
+  const admit = (s: State, parentAlive: boolean): UpgradeError | undefined => {
+    switch (s._tag) {
+      case "Starting":
+        return new NotReady({ pid: process.pid })
+      case "Upgrading":
+        return new UpgradeInProgress({ childPid: s.childPid })
+      case "Upgraded":
+        return new AlreadyUpgraded({ childPid: s.childPid })
+      case "Stopped":
+        return new Stopped({ childPid: undefined })
+      case "Ready":
+        return parentAlive ? new ParentNotExited({ parentPid: manifest!.predecessorPid ?? link!.parentPid }) : undefined
+    }
+  }
+
+  const parentAlive = Effect.suspend(() =>
+    link === undefined ? Effect.succeed(false) : Effect.map(Deferred.isDone(link.predecessorGone), (gone) => !gone)
+  )
+
+  const begin = Effect.flatMap(
+    parentAlive,
+    (alive) =>
+      Ref.modify(state, (s): [Either.Either<void, UpgradeError>, State] => {
+        const refused = admit(s, alive)
+        return refused === undefined
+          ? [Either.right(undefined), { _tag: "Upgrading", childPid: undefined }]
+          : [Either.left(refused), s]
+      }).pipe(Effect.flatten)
+  ).pipe(gate.withPermits(1))
 
   const command = (): Spawn.Command => ({
     execPath: options.command?.execPath ?? process.execPath,
@@ -184,8 +215,11 @@ export const make = Effect.fnUntraced(function*(options: Options) {
 
   // Until `ready` the child has a timeout; after it, a probation during which this generation
   // keeps accepting, so a child that dies there takes nothing with it.
-  const awaitChild = (child: Spawn.Child): Effect.Effect<Upgraded, UpgradeError> =>
-    Effect.as(Spawn.awaitReady(child, { timeout, probation, stop: stopSignal }), { pid: child.pid })
+  const awaitChild = (
+    child: Spawn.Child,
+    go?: { readonly manifest: Protocol.Manifest; readonly handover: Handover }
+  ): Effect.Effect<Upgraded, UpgradeError> =>
+    Effect.as(Spawn.awaitReady(child, { timeout, probation, stop: stopSignal, go }), { pid: child.pid })
 
   // Without probation a child that dies after `ready` takes the listeners with it, since
   // this generation has let them go; say so loudly while this one is still draining.
@@ -289,33 +323,129 @@ export const make = Effect.fnUntraced(function*(options: Options) {
       )
     )
 
+  const nextManifest = (
+    fds: ReadonlyArray<Protocol.Descriptor>,
+    extra: { readonly state?: boolean; readonly prepared?: boolean }
+  ): Protocol.Manifest => ({
+    version: Protocol.VERSION,
+    generation: generation + 1,
+    parentPid: process.pid,
+    cwd,
+    fds,
+    ...Protocol.upgradeTimeoutField(timeout),
+    ...extra
+  })
+
+  // What a prepared generation inherited at its start must still be what the registry holds.
+  const filesOf = (handover: Pick<Handover, "descriptors" | "fds">): string =>
+    JSON.stringify([handover.descriptors.filter((d) => d.kind === "file"), handover.fds])
+
+  /** Takes the parked generation for this upgrade if it can serve it; otherwise lets it go. */
+  const takeParked = (handover: Handover) =>
+    Effect.gen(function*() {
+      const candidate = parked
+      parked = undefined
+      if (candidate === undefined || (yield* Deferred.isDone(candidate.child.exited))) return undefined
+      if (filesOf(handover) === candidate.files) return candidate.child
+      yield* Log.info(
+        `the prepared generation (pid ${candidate.child.pid}) inherited other files than are registered now; ` +
+          "starting the next generation afresh"
+      )
+      yield* candidate.child.kill
+      return undefined
+    })
+
   const attemptWith = (stateText: string | undefined) =>
     Effect.acquireUseRelease(
       Effect.gen(function*() {
         const handover = { ...(yield* registry.handover()), state: stateText }
-        const child = yield* Spawn.spawn(command(), {
-          version: Protocol.VERSION,
-          generation: generation + 1,
-          parentPid: process.pid,
-          cwd,
-          fds: handover.descriptors,
-          ...Protocol.upgradeTimeoutField(timeout),
-          ...(stateText === undefined ? {} : { state: true })
-        }, handover).pipe(Effect.tapError(() => Effect.sync(() => registry.settle(false))))
+        const manifest = nextManifest(handover.descriptors, stateText === undefined ? {} : { state: true })
+        const prepared = yield* takeParked(handover)
+        const child = prepared ?? (yield* Spawn.spawn(command(), manifest, handover).pipe(
+          Effect.tapError(() => Effect.sync(() => registry.settle(false)))
+        ))
         yield* Ref.update(state, (s): State => s._tag === "Upgrading" ? { _tag: "Upgrading", childPid: child.pid } : s)
         yield* Log.info(
-          `started generation ${generation + 1} (pid ${child.pid}) with ${handover.descriptors.length} descriptors`
+          `${prepared === undefined ? "started" : "handing over to the prepared"} generation ${
+            generation + 1
+          } (pid ${child.pid}) with ${handover.descriptors.length} descriptors`
         )
-        return child
+        return { child, go: prepared === undefined ? undefined : { manifest, handover } }
       }),
       // The sockets are sent inside the race with the child's exit, the timeout and stop.
-      (child) => awaitChild(child),
-      (child, exit) =>
+      ({ child, go }) => awaitChild(child, go),
+      ({ child }, exit) =>
         Effect.zipRight(
           Exit.isSuccess(exit) ? Effect.zipRight(child.detach, watchSuccessor(child)) : child.kill,
           Effect.sync(() => registry.settle(Exit.isSuccess(exit)))
         )
     )
+
+  /** Kills the parked generation, if there is one, without a word from its watcher. */
+  const discardParked = Effect.suspend(() => {
+    const candidate = parked
+    parked = undefined
+    return candidate === undefined ? Effect.void : candidate.child.kill
+  })
+
+  // A parked generation that dies costs nothing: the next upgrade starts one afresh.
+  const watchParked = (child: Spawn.Child) =>
+    Deferred.await(child.exited).pipe(
+      Effect.flatMap(({ code, signal }) => {
+        if (parked?.child !== child) return Effect.void
+        parked = undefined
+        return Log.warning(
+          `the prepared generation (pid ${child.pid}) ${
+            signal !== null ? `was killed by ${signal}` : `exited with code ${code}`
+          } while parked; the next upgrade starts one afresh`
+        )
+      }),
+      Effect.forkIn(scope)
+    )
+
+  const prepareSteps = (startedAt: number) =>
+    Effect.gen(function*() {
+      if (supervised) {
+        return yield* new NotSupported({
+          platform: process.platform,
+          reason: "under effect-tableflip run the runner starts every generation; prepare is not available there yet"
+        })
+      }
+      const refused = admit(yield* Ref.get(state), yield* parentAlive)
+      if (refused !== undefined) return yield* refused
+      if (parked !== undefined) {
+        yield* Log.info(`replacing the prepared generation (pid ${parked.child.pid})`)
+        yield* discardParked
+      }
+      const files = yield* registry.registeredFiles()
+      const child = yield* Effect.acquireUseRelease(
+        Spawn.spawn(command(), nextManifest(files.descriptors, { prepared: true }), { ...files, sockets: [] }),
+        (child) =>
+          Log.info(`preparing generation ${generation + 1} (pid ${child.pid})`).pipe(
+            Effect.zipRight(Spawn.awaitParked(child, { timeout, stop: stopSignal })),
+            Effect.as(child)
+          ),
+        (child, exit) => Exit.isSuccess(exit) ? Effect.void : child.kill
+      )
+      parked = { child, files: filesOf(files) }
+      yield* watchParked(child)
+      yield* Log.info(
+        `generation ${generation + 1} (pid ${child.pid}) is prepared; the next upgrade hands it the descriptors`
+      )
+      return { pid: child.pid }
+    }).pipe(
+      gate.withPermits(1),
+      Effect.onExit((exit) =>
+        pidFile === undefined || supervised
+          ? Effect.void
+          : UpgradeErrors.recordOutcome(pidFile, startedAt, exit, false, true)
+      ),
+      Effect.tapError((error) => Log.warning(`prepare failed: ${error.message}`)),
+      Effect.withLogSpan("prepare"),
+      Effect.withSpan("Upgrader.prepare")
+    )
+
+  const prepare = Effect.suspend(() => prepareSteps(Date.now()))
 
   // Under a runner the runner starts the next generation; its answer ends this attempt.
   const viaRunner = Effect.suspend(() => link!.requestUpgrade).pipe(
@@ -380,6 +510,8 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     if (previous._tag === "Upgraded" || previous._tag === "Stopped") return
     yield* notify(["STOPPING", "1"], ["STATUS", "stopping"])
     yield* Deferred.succeed(stopSignal, undefined)
+    // After the signal, which ends a prepare in flight: then the parked one, if any, goes.
+    yield* gate.withPermits(1)(discardParked)
     // By the time `exit` completes, a pending new generation is killed and reaped,
     // and its `upgrade` caller has its Stopped error.
     if (pending !== undefined) yield* Fiber.await(pending)
@@ -432,6 +564,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     upgrade,
     exit: Deferred.await(exitReason),
     stop,
+    prepare,
     waitForParent: link === undefined ? Effect.void : Deferred.await(link.predecessorGone),
     offerState: (key, snapshot) =>
       Effect.acquireRelease(

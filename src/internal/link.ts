@@ -6,6 +6,7 @@
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as FiberId from "effect/FiberId"
 import * as Runtime from "effect/Runtime"
 import type * as Scope from "effect/Scope"
@@ -18,6 +19,8 @@ import type { Inherited } from "./registry.js"
 
 /** @internal */
 export interface Link {
+  /** The manifest this generation took over with: for a prepared one, the one `go` carried. */
+  readonly manifest: Protocol.Manifest
   readonly parentPid: number
   /** Every descriptor the manifest names, with the handle each socket arrived as. */
   readonly inherited: ReadonlyArray<Inherited>
@@ -49,42 +52,81 @@ export interface Link {
 
 /**
  * Listens on the channel, waits until every socket the manifest names has
- * arrived, and keeps listening for the previous generation's exit.
+ * arrived, and keeps listening for the previous generation's exit. A prepared
+ * generation first says `parked` and waits, as long as its parent lives, for
+ * `go` and the manifest it carries.
  *
  * @internal
  */
-export const open = (manifest: Protocol.Manifest): Effect.Effect<Link, HandoverError, Scope.Scope> =>
+export const open = (initial: Protocol.Manifest): Effect.Effect<Link, HandoverError, Scope.Scope> =>
   Effect.gen(function*() {
     const parentGone = yield* Deferred.make<void>()
-    const sockets = manifest.fds.filter((d): d is Protocol.SocketDescriptor => d.kind !== "file")
+    const prepared = initial.prepared === true
+    const go = yield* Deferred.make<Protocol.Manifest, HandoverError>()
     const received = new Map<string, unknown>()
     const allReceived = yield* Deferred.make<void, HandoverError>()
-    const expected = new Set(sockets.map((d) => d.key))
+    let manifest = initial
+    let expected = new Set<string>()
+    let kinds = new Map<string, Protocol.SocketDescriptor["kind"]>()
     let state: string | undefined
+    // Whether the manifest to serve by is known: at once, or for a prepared generation at `go`.
+    let started = false
     const complete = () => received.size === expected.size && (manifest.state !== true || state !== undefined)
-    if (complete()) Deferred.unsafeDone(allReceived, Effect.void)
+    // Synchronous, in the message handler that brought `go`: the sockets follow it at once.
+    const expect = (next: Protocol.Manifest) => {
+      started = true
+      manifest = next
+      const sockets = next.fds.filter((d): d is Protocol.SocketDescriptor => d.kind !== "file")
+      expected = new Set(sockets.map((d) => d.key))
+      kinds = new Map(sockets.map((d) => [d.key, d.kind]))
+      Deferred.unsafeDone(go, Effect.succeed(next))
+      if (complete()) Deferred.unsafeDone(allReceived, Effect.void)
+    }
+    if (!prepared) expect(initial)
 
-    const supervised = manifest.supervisor === true
+    const supervised = initial.supervisor === true
     const predecessorGone = supervised ? yield* Deferred.make<void>() : parentGone
-    if (supervised && manifest.generation === 1) Deferred.unsafeDone(predecessorGone, Effect.void)
+    if (supervised && initial.generation === 1) Deferred.unsafeDone(predecessorGone, Effect.void)
     const exitRequested = yield* Deferred.make<number>()
     const stopRequested = yield* Deferred.make<void>()
     let answer: Deferred.Deferred<Protocol.UpgradeResult | undefined> | undefined
 
-    const kinds = new Map(sockets.map((d) => [d.key, d.kind]))
     const runtime = yield* Effect.runtime<never>()
     // A socket nobody will claim: left alone, it would stay open in this process for good.
     const discard = (handle: unknown, why: string) => {
       Handles.closeHandle(handle)
       Runtime.runFork(runtime)(
-        Log.warning(`closed a socket the previous generation (pid ${manifest.parentPid}) sent ${why}`)
+        Log.warning(`closed a socket the previous generation (pid ${initial.parentPid}) sent ${why}`)
       )
+    }
+    const onGo = (message: Protocol.Message) => {
+      if (!prepared || started) return
+      const checked = message.manifest === undefined
+        ? Either.left(new HandoverError({ reason: "Malformed", detail: "the go message carries no manifest" }))
+        : Protocol.validate(message.manifest, "the go message")
+      if (Either.isLeft(checked)) return void Deferred.unsafeDone(go, Effect.fail(checked.left))
+      const files = (m: Protocol.Manifest) => JSON.stringify(m.fds.filter((d) => d.kind === "file"))
+      if (files(checked.right) !== files(initial)) {
+        return void Deferred.unsafeDone(
+          go,
+          Effect.fail(
+            new HandoverError({
+              reason: "Malformed",
+              detail: "the go message names other files than this generation inherited when it was prepared"
+            })
+          )
+        )
+      }
+      expect(checked.right)
     }
     const onMessage = (message: unknown, handle: unknown) => {
       if (!Protocol.isMessage(message)) return
       if (handle !== undefined && (message.tableflip !== "descriptor" || message.key === undefined)) {
         return discard(handle, `with a ${JSON.stringify(message.tableflip)} message, which carries none`)
       }
+      if (message.tableflip === "go") return onGo(message)
+      // Before `go` a prepared generation expects nothing else.
+      if (!started) return handle === undefined ? undefined : discard(handle, "before go")
       if (supervised) {
         switch (message.tableflip) {
           case "exit":
@@ -131,6 +173,13 @@ export const open = (manifest: Protocol.Manifest): Effect.Effect<Link, HandoverE
     }
     const onDisconnect = () => {
       Deferred.unsafeDone(parentGone, Effect.void)
+      Deferred.unsafeDone(
+        go,
+        new HandoverError({
+          reason: "MissingFd",
+          detail: `the previous generation (pid ${initial.parentPid}) went away while this generation was parked`
+        })
+      )
       if (answer !== undefined) Deferred.unsafeDone(answer, Effect.succeed(undefined))
       Deferred.unsafeDone(
         allReceived,
@@ -154,6 +203,18 @@ export const open = (manifest: Protocol.Manifest): Effect.Effect<Link, HandoverE
           process.off("disconnect", onDisconnect)
         })
     )
+    // With a callback, a channel that broke (the parent died) is an error here, not a crash.
+    const send = (message: Protocol.Message, handle?: object) =>
+      Effect.async<void>((resume) => {
+        if (!process.connected || process.send === undefined) return resume(Effect.void)
+        process.send(message, handle as never, { keepOpen: true }, () => resume(Effect.void))
+      })
+
+    if (prepared) {
+      // Parked for as long as the parent lives: its `go`, or its exit, ends the wait.
+      yield* send({ tableflip: "parked" })
+      yield* Deferred.await(go)
+    }
     // A channel that stays open and silent (a hung parent, a pipe at fd 3) must not hold this
     // generation for ever: it waits as long as its parent waits for it.
     const deadline = manifest.upgradeTimeoutMillis === undefined
@@ -176,13 +237,6 @@ export const open = (manifest: Protocol.Manifest): Effect.Effect<Link, HandoverE
     // From here on the channel only tells when the previous generation is gone;
     // waiting for that must not keep this one alive.
     process.channel?.unref()
-
-    // With a callback, a channel that broke (the parent died) is an error here, not a crash.
-    const send = (message: Protocol.Message, handle?: object) =>
-      Effect.async<void>((resume) => {
-        if (!process.connected || process.send === undefined) return resume(Effect.void)
-        process.send(message, handle as never, { keepOpen: true }, () => resume(Effect.void))
-      })
 
     let notified = false
     const notifyReady = (
@@ -209,6 +263,7 @@ export const open = (manifest: Protocol.Manifest): Effect.Effect<Link, HandoverE
     })
 
     return {
+      manifest,
       parentPid: manifest.parentPid,
       inherited: manifest.fds.map((descriptor): Inherited =>
         descriptor.kind === "file"

@@ -6,6 +6,7 @@
  * @internal
  */
 import * as Fs from "node:fs"
+import * as Os from "node:os"
 
 /** @internal */
 export type SocketInfo =
@@ -74,6 +75,21 @@ export const processIdentity = (
     const uptime = Number(Fs.readFileSync("/proc/uptime", "utf8").split(" ")[0])
     const ticks = Number(stat.startTime)
     return { startTicks: ticks, startedAt: Date.now() - uptime * 1000 + ticks * 10, uid }
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * Whether process `pid` has a handler for `signal` (the `SigCgt` mask in
+ * /proc/<pid>/status): if not, the signal's default action applies, which
+ * for SIGHUP and SIGUSR2 ends the process. `undefined` if it cannot be read.
+ */
+export const catches = (pid: number, signal: NodeJS.Signals): boolean | undefined => {
+  const number = Os.constants.signals[signal]
+  try {
+    const mask = /^SigCgt:\s*([0-9a-f]+)$/m.exec(Fs.readFileSync(`/proc/${pid}/status`, "utf8"))?.[1]
+    return mask === undefined ? undefined : ((BigInt(`0x${mask}`) >> BigInt(number - 1)) & 1n) === 1n
   } catch {
     return undefined
   }

@@ -120,6 +120,14 @@ export interface Manifest {
    * no longer than that for its handover; without it, `HANDOVER_TIMEOUT`.
    */
   readonly upgradeTimeoutMillis?: number | undefined
+  /**
+   * A prepared generation: it loads its code and builds what it can, says
+   * `parked`, and waits for `go`, whose manifest replaces this one (the
+   * sockets and state to expect are known only at the upgrade). Its files
+   * are inherited at spawn, so this manifest already names them, and the
+   * parent sends `go` only while they are still the same.
+   */
+  readonly prepared?: boolean | undefined
 }
 
 /**
@@ -245,7 +253,8 @@ export const manifestOf = (value: unknown): Manifest => {
     ...optional(from, "upgradeTimeoutMillis", "", (v, p) => {
       if (typeof v !== "number" || !Number.isFinite(v) || v < 0) throw new Mismatch(p, "a finite number >= 0", v)
       return v
-    })
+    }),
+    ...optional(from, "prepared", "", boolean)
   }
 }
 
@@ -266,7 +275,9 @@ export const check = <A>(value: unknown, check: (value: unknown) => A): Either.E
  * A message on the IPC channel that belongs to the protocol.
  *
  * Parent to child: `descriptor` (with a socket handle), then `state`. Child
- * to parent: `ready`, or `unready` (its readiness check failed). With a runner, also child to runner: `descriptor` (with the
+ * to parent: `ready`, or `unready` (its readiness check failed). A prepared
+ * child first says `parked`, and the parent's `go` (with the manifest)
+ * precedes the sockets. With a runner, also child to runner: `descriptor` (with the
  * handle and its `descriptor`, before `ready`) and `upgrade`; runner to child:
  * `upgrade-result`, `exit` (step down: the next generation is ready), `stop`
  * (the service stops) and `predecessor-gone`.
@@ -282,6 +293,8 @@ export interface Message {
     | "exit"
     | "stop"
     | "predecessor-gone"
+    | "parked"
+    | "go"
   readonly key?: string
   readonly descriptor?: SocketDescriptor
   readonly result?: UpgradeResult
@@ -289,6 +302,8 @@ export interface Message {
   readonly state?: string
   /** `unready`: why the readiness check failed. */
   readonly reason?: string
+  /** `go`: the manifest a prepared generation takes over with. */
+  readonly manifest?: Manifest
 }
 
 /** What a runner answers to `upgrade`. */
@@ -318,12 +333,23 @@ export const decode = (text: string): Either.Either<Manifest, HandoverError> => 
       new HandoverError({ reason: "Malformed", detail: `${ENV} is not JSON: ${(error as Error).message}` })
     )
   }
+  return validate(json, ENV)
+}
+
+/**
+ * Checks a manifest that arrived as JSON (`source` names where: the
+ * environment, or a `go` message): its version and shape, that no key or fd
+ * is named twice, and that every fd it names is open.
+ *
+ * @internal
+ */
+export const validate = (json: unknown, source: string): Either.Either<Manifest, HandoverError> => {
   const version = typeof json === "object" && json !== null ? (json as { version?: unknown }).version : undefined
   if (version !== VERSION) {
     return Either.left(
       new HandoverError({
         reason: "Version",
-        detail: `${ENV} has protocol version ${JSON.stringify(version)}, this build speaks ${VERSION}; ` +
+        detail: `${source} has protocol version ${JSON.stringify(version)}, this build speaks ${VERSION}; ` +
           "the previous generation runs an incompatible effect-tableflip"
       })
     )
@@ -331,7 +357,10 @@ export const decode = (text: string): Either.Either<Manifest, HandoverError> => 
   const decoded = check(json, manifestOf)
   if (Either.isLeft(decoded)) {
     return Either.left(
-      new HandoverError({ reason: "Malformed", detail: `${ENV} does not match the manifest schema: ${decoded.left}` })
+      new HandoverError({
+        reason: "Malformed",
+        detail: `${source} does not match the manifest schema: ${decoded.left}`
+      })
     )
   }
   const manifest = decoded.right

@@ -469,6 +469,27 @@ export class Registry {
   }
 
   /**
+   * The registered files only, placed as `handover` places them: what a
+   * prepared generation inherits when it starts, before its sockets.
+   */
+  registeredFiles(): Effect.Effect<Pick<Handover, "descriptors" | "fds">, TooManyDescriptors> {
+    return Effect.suspend(() => {
+      const descriptors: Array<Protocol.Descriptor> = []
+      const fds: Array<number> = []
+      for (const registered of this.#used.values()) {
+        const described = registered.describe()
+        const payload = registered.payload()
+        if (described === undefined || !("fd" in payload)) continue
+        fds.push(payload.fd)
+        descriptors.push({ ...described, fd: Protocol.FIRST_FD + fds.length - 1 } as Protocol.Descriptor)
+      }
+      return fds.length > Protocol.MAX_FILES
+        ? Effect.fail(new TooManyDescriptors({ count: fds.length, max: Protocol.MAX_FILES }))
+        : Effect.succeed({ descriptors, fds })
+    })
+  }
+
+  /**
    * The registered listening sockets (TCP, unix, UDP) with their raw handles:
    * what a generation hands up to a runner, which keeps them for the next one.
    */

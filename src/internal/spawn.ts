@@ -37,6 +37,8 @@ export interface Child {
   readonly pid: number
   /** Completes when the child says it is ready. */
   readonly ready: Deferred.Deferred<void>
+  /** Completes when a prepared child says it has loaded and waits for `go`. */
+  readonly parked: Deferred.Deferred<void>
   /** Completes, with its reason, when the child says its readiness check failed. */
   readonly unready: Deferred.Deferred<string>
   /** Completes when the child has exited and been reaped. */
@@ -49,6 +51,8 @@ export interface Child {
    * exit, the timeout and `stop`.
    */
   readonly sendSockets: Effect.Effect<void, SpawnError>
+  /** Tells a prepared child to take over with `manifest`, then sends `handover`'s sockets and state. */
+  readonly sendGo: (manifest: Protocol.Manifest, handover: Handover) => Effect.Effect<void, SpawnError>
   /** SIGKILL, then wait (bounded) until the child is reaped. */
   readonly kill: Effect.Effect<void>
   /** Lets the child outlive this process; keeps the channel open until this process exits. */
@@ -74,6 +78,7 @@ export const spawn = (
 ): Effect.Effect<Child, SpawnError> =>
   Effect.gen(function*() {
     const ready = yield* Deferred.make<void>()
+    const parked = yield* Deferred.make<void>()
     const unready = yield* Deferred.make<string>()
     const exited = yield* Deferred.make<Exited>()
     const label = [command.execPath, ...command.args].join(" ")
@@ -101,6 +106,7 @@ export const spawn = (
     child.on("message", (message: unknown, handle: unknown) => {
       if (!Protocol.isMessage(message)) return
       if (message.tableflip === "ready") Deferred.unsafeDone(ready, Effect.void)
+      else if (message.tableflip === "parked") Deferred.unsafeDone(parked, Effect.void)
       else if (message.tableflip === "unready") Deferred.unsafeDone(unready, Effect.succeed(String(message.reason)))
       else onMessage?.(message, handle)
     })
@@ -114,17 +120,21 @@ export const spawn = (
           resume(error === null ? Effect.void : Effect.fail(new SpawnError({ command: label, cause: error })))
         })
       })
-    return {
-      pid,
-      ready,
-      unready,
-      exited,
-      sendSockets: Effect.zipRight(
+    const sendHandover = (handover: Handover) =>
+      Effect.zipRight(
         Effect.forEach(handover.sockets, ({ handle, key }) => send({ tableflip: "descriptor", key }, handle), {
           discard: true
         }),
         handover.state === undefined ? Effect.void : send({ tableflip: "state", state: handover.state })
-      ),
+      )
+    return {
+      pid,
+      ready,
+      parked,
+      unready,
+      exited,
+      sendSockets: sendHandover(handover),
+      sendGo: (manifest, handover) => Effect.zipRight(send({ tableflip: "go", manifest }), sendHandover(handover)),
       kill: Effect.suspend(() => {
         child.kill("SIGKILL")
         return Deferred.await(exited)
@@ -177,9 +187,11 @@ export const awaitReady = (
     readonly timeout: Duration.Duration
     readonly probation: Duration.Duration
     readonly stop: Deferred.Deferred<void>
+    /** A prepared child: the manifest its `go` carries, and what to hand it after. */
+    readonly go?: { readonly manifest: Protocol.Manifest; readonly handover: Handover } | undefined
   }
 ): Effect.Effect<void, UpgradeError> =>
-  child.sendSockets.pipe(
+  (options.go === undefined ? child.sendSockets : child.sendGo(options.go.manifest, options.go.handover)).pipe(
     // A broken channel most often means the child is dying: its exit, raced below, says how.
     Effect.catchAll((error) => Effect.zipRight(Effect.sleep(BROKEN_CHANNEL_GRACE), Effect.fail(error))),
     Effect.zipRight(Deferred.await(child.ready)),
@@ -205,6 +217,31 @@ export const awaitReady = (
     Effect.raceFirst(Effect.flatMap(
       Deferred.await(child.unready),
       (reason) => new HealthCheckFailed({ pid: child.pid, reason })
+    )),
+    Effect.raceFirst(Effect.zipRight(Deferred.await(options.stop), new Stopped({ childPid: child.pid })))
+  )
+
+/**
+ * Waits, within `timeout`, for a prepared child to say it has loaded and
+ * parked, raced with its exit and with `stop`. Fails with `UpgradeTimeout`,
+ * `ChildExited` or `Stopped`; the caller kills the child on failure.
+ *
+ * @internal
+ */
+export const awaitParked = (
+  child: Child,
+  options: { readonly timeout: Duration.Duration; readonly stop: Deferred.Deferred<void> }
+): Effect.Effect<void, UpgradeError> =>
+  Deferred.await(child.parked).pipe(
+    Effect.raceFirst(
+      Effect.zipRight(
+        Effect.sleep(options.timeout),
+        new UpgradeTimeout({ pid: child.pid, timeout: options.timeout, phase: "prepare" })
+      )
+    ),
+    Effect.raceFirst(Effect.flatMap(
+      Deferred.await(child.exited),
+      ({ code, signal }) => new ChildExited({ pid: child.pid, code, signal })
     )),
     Effect.raceFirst(Effect.zipRight(Deferred.await(options.stop), new Stopped({ childPid: child.pid })))
   )
