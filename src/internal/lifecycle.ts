@@ -417,6 +417,8 @@ export const make = Effect.fnUntraced(function*(options: Options) {
         yield* Log.info(`replacing the prepared generation (pid ${parked.child.pid})`)
         yield* discardParked
       }
+      // Refused now rather than at the upgrade; and the check is warm (the addon loaded) by then.
+      yield* checkStrays
       const files = yield* registry.registeredFiles()
       const child = yield* Effect.acquireUseRelease(
         Spawn.spawn(command(), nextManifest(files.descriptors, { prepared: true }), { ...files, sockets: [] }),
