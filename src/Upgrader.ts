@@ -168,9 +168,10 @@ export class Upgrader extends Context.Tag("effect-tableflip/Upgrader")<Upgrader,
    * `upgradeTimeout`, or it is killed: `UpgradeTimeout`, `ChildExited`).
    * A parked generation that dies costs nothing (the next upgrade starts one
    * afresh); preparing again replaces it; `stop` kills it. The same refusals
-   * as `upgrade` apply; under `effect-tableflip run` it fails with
-   * `NotSupported`. Files registered after it was prepared make the next
-   * upgrade start afresh, since a child inherits files only when it starts.
+   * as `upgrade` apply; under `effect-tableflip run` the runner prepares
+   * (and later hands over to) the next generation. Files registered after it
+   * was prepared make the next upgrade start afresh, since a child inherits
+   * files only when it starts.
    */
   readonly prepare: Effect.Effect<Prepared, UpgradeError>
   /** Completes when this generation should stop serving: after a successful upgrade, or `stop`. */

@@ -159,4 +159,34 @@ describe("a prepared upgrade (effect-tableflip prepare, then upgrade)", () => {
     )
     assert.strictEqual(await askPid(port), pid, "still serving")
   })
+
+  it("under the runner: the app's SIGUSR2 reaches the runner, which parks the next generation and hands it the listeners at the upgrade; SIGTERM kills a parked one", async () => {
+    const port = await freePort()
+    const pidFile = Path.join(tempDir(), "runner.pid")
+    const run = track(
+      new Run("dist/bin.js", ["run", "--pid-file", pidFile, "--", process.execPath, EXAMPLE, "--port", String(port)], {
+        plain: true
+      })
+    )
+    const serving = await within(run.waitForLine(/serving: generation 1 is pid (\d+)/), 30_000, "generation 1")
+    const first = Number(/generation 1 is pid (\d+)/.exec(serving)![1])
+    const runner = run.process.pid!
+
+    const parked = await prepare(pidFile)
+    assert.isTrue(exists(parked))
+    assert.isFalse(holdsSocket(parked, listeningInode(port)!), "parked without the listener")
+    const clients = load(port, { keepAlive: 4, close: 2 })
+    assert.strictEqual(await upgrade(pidFile), parked, "the prepared generation took over")
+    await gone(first)
+    const { failures, pids } = await clients.stop()
+    assert.deepStrictEqual(failures, [])
+    assert.isTrue(pids.has(parked))
+    assert.strictEqual(readPid(pidFile), runner, "one pid throughout")
+
+    const next = await prepare(pidFile)
+    process.kill(runner, "SIGTERM")
+    assert.strictEqual(await within(run.exited(), 30_000, "the runner stops"), 0)
+    await gone(next)
+    await gone(parked)
+  })
 })

@@ -405,14 +405,10 @@ export const make = Effect.fnUntraced(function*(options: Options) {
 
   const prepareSteps = (startedAt: number) =>
     Effect.gen(function*() {
-      if (supervised) {
-        return yield* new NotSupported({
-          platform: process.platform,
-          reason: "under effect-tableflip run the runner starts every generation; prepare is not available there yet"
-        })
-      }
       const refused = admit(yield* Ref.get(state), yield* parentAlive)
       if (refused !== undefined) return yield* refused
+      // Under a runner the runner starts, and parks, every generation.
+      if (supervised) return yield* fromRunner(link!.requestPrepare)
       if (parked !== undefined) {
         yield* Log.info(`replacing the prepared generation (pid ${parked.child.pid})`)
         yield* discardParked
@@ -449,15 +445,17 @@ export const make = Effect.fnUntraced(function*(options: Options) {
 
   const prepare = Effect.suspend(() => prepareSteps(Date.now()))
 
-  // Under a runner the runner starts the next generation; its answer ends this attempt.
-  const viaRunner = Effect.suspend(() => link!.requestUpgrade).pipe(
-    Effect.flatMap((result): Effect.Effect<Upgraded, UpgradeError> =>
+  /** The runner's answer to a request, as this generation's own outcome. */
+  const fromRunner = (request: Effect.Effect<Protocol.UpgradeResult | undefined>) =>
+    Effect.flatMap(request, (result): Effect.Effect<{ readonly pid: number }, UpgradeError> =>
       result === undefined
         ? new SpawnError({ command: "the runner", cause: "the runner went away" })
         : result._tag === "Upgraded"
         ? Effect.succeed({ pid: result.pid })
-        : Effect.fail(UpgradeErrors.revive(result.error))
-    ),
+        : Effect.fail(UpgradeErrors.revive(result.error)))
+
+  // Under a runner the runner starts the next generation; its answer ends this attempt.
+  const viaRunner = Effect.suspend(() => fromRunner(link!.requestUpgrade)).pipe(
     // On interruption too, or every later upgrade would find one in progress.
     Effect.onExit((exit) =>
       Exit.isSuccess(exit)

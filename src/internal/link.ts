@@ -48,6 +48,8 @@ export interface Link {
   readonly notifyUnready: (reason: string) => Effect.Effect<void>
   /** Under a runner: asks it to upgrade, and waits for its answer (`undefined` if it went away). */
   readonly requestUpgrade: Effect.Effect<Protocol.UpgradeResult | undefined>
+  /** Under a runner: asks it to prepare the next generation, and waits for its answer. */
+  readonly requestPrepare: Effect.Effect<Protocol.UpgradeResult | undefined>
 }
 
 /**
@@ -89,7 +91,11 @@ export const open = (initial: Protocol.Manifest): Effect.Effect<Link, HandoverEr
     if (supervised && initial.generation === 1) Deferred.unsafeDone(predecessorGone, Effect.void)
     const exitRequested = yield* Deferred.make<number>()
     const stopRequested = yield* Deferred.make<void>()
-    let answer: Deferred.Deferred<Protocol.UpgradeResult | undefined> | undefined
+    // One request of each kind at a time: the lifecycle's own checks see to that.
+    const answers: {
+      upgrade?: Deferred.Deferred<Protocol.UpgradeResult | undefined> | undefined
+      prepare?: Deferred.Deferred<Protocol.UpgradeResult | undefined> | undefined
+    } = {}
 
     const runtime = yield* Effect.runtime<never>()
     // A socket nobody will claim: left alone, it would stay open in this process for good.
@@ -139,9 +145,13 @@ export const open = (initial: Protocol.Manifest): Effect.Effect<Link, HandoverEr
           case "predecessor-gone":
             return Deferred.unsafeDone(predecessorGone, Effect.void)
           case "upgrade-result":
-            if (answer !== undefined) Deferred.unsafeDone(answer, Effect.succeed(message.result))
-            answer = undefined
+          case "prepare-result": {
+            const kind = message.tableflip === "upgrade-result" ? "upgrade" : "prepare"
+            const waiting = answers[kind]
+            answers[kind] = undefined
+            if (waiting !== undefined) Deferred.unsafeDone(waiting, Effect.succeed(message.result))
             return
+          }
         }
       }
       if (message.tableflip === "state" && typeof message.state === "string") {
@@ -180,7 +190,9 @@ export const open = (initial: Protocol.Manifest): Effect.Effect<Link, HandoverEr
           detail: `the previous generation (pid ${initial.parentPid}) went away while this generation was parked`
         })
       )
-      if (answer !== undefined) Deferred.unsafeDone(answer, Effect.succeed(undefined))
+      for (const waiting of [answers.upgrade, answers.prepare]) {
+        if (waiting !== undefined) Deferred.unsafeDone(waiting, Effect.succeed(undefined))
+      }
       Deferred.unsafeDone(
         allReceived,
         new HandoverError({
@@ -255,12 +267,13 @@ export const open = (initial: Protocol.Manifest): Effect.Effect<Link, HandoverEr
         return Effect.zipRight(handUp, send({ tableflip: "ready" }))
       })
 
-    const requestUpgrade = Effect.suspend(() => {
-      if (!process.connected) return Effect.succeed(undefined)
-      const deferred = Deferred.unsafeMake<Protocol.UpgradeResult | undefined>(FiberId.none)
-      answer = deferred
-      return Effect.zipRight(send({ tableflip: "upgrade" }), Deferred.await(deferred))
-    })
+    const request = (kind: "upgrade" | "prepare") =>
+      Effect.suspend(() => {
+        if (!process.connected) return Effect.succeed(undefined)
+        const deferred = Deferred.unsafeMake<Protocol.UpgradeResult | undefined>(FiberId.none)
+        answers[kind] = deferred
+        return Effect.zipRight(send({ tableflip: kind }), Deferred.await(deferred))
+      })
 
     return {
       manifest,
@@ -278,7 +291,8 @@ export const open = (initial: Protocol.Manifest): Effect.Effect<Link, HandoverEr
       notifyReady,
       state,
       notifyUnready: (reason: string) => send({ tableflip: "unready", reason }),
-      requestUpgrade
+      requestUpgrade: request("upgrade"),
+      requestPrepare: request("prepare")
     }
   })
 

@@ -280,7 +280,8 @@ export const check = <A>(value: unknown, check: (value: unknown) => A): Either.E
  * precedes the sockets. With a runner, also child to runner: `descriptor` (with the
  * handle and its `descriptor`, before `ready`) and `upgrade`; runner to child:
  * `upgrade-result`, `exit` (step down: the next generation is ready), `stop`
- * (the service stops) and `predecessor-gone`.
+ * (the service stops) and `predecessor-gone`; `prepare` is answered by
+ * `prepare-result`, whose `Upgraded` names the parked generation.
  */
 export interface Message {
   readonly tableflip:
@@ -295,6 +296,8 @@ export interface Message {
     | "predecessor-gone"
     | "parked"
     | "go"
+    | "prepare"
+    | "prepare-result"
   readonly key?: string
   readonly descriptor?: SocketDescriptor
   readonly result?: UpgradeResult

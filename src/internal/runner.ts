@@ -26,6 +26,7 @@ import * as Native from "./native.js"
 import * as Notify from "./notify.js"
 import * as Procfs from "./procfs.js"
 import * as Protocol from "./protocol.js"
+import type { Handover } from "./registry.js"
 import * as Spawn from "./spawn.js"
 
 /** @internal */
@@ -85,35 +86,56 @@ export const run = Effect.fnUntraced(function*(options: Options) {
   // Effects started from Node callbacks run in the runner's runtime (its logger) and end with its scope.
   const runFork = yield* FiberSet.makeRuntime<Scope.Scope>()
   let upgrading = false
+  /** A prepared generation, parked until the next upgrade. */
+  let parked: Generation | undefined
 
-  const start = (number: number, predecessorPid: number | undefined) =>
+  const manifestFor = (
+    number: number,
+    predecessorPid: number | undefined,
+    extra: { readonly prepared?: boolean } = {}
+  ): Protocol.Manifest => ({
+    version: Protocol.VERSION,
+    generation: number,
+    parentPid: process.pid,
+    cwd: command.cwd,
+    fds: [...held.values()].map((h) => h.descriptor),
+    supervisor: true,
+    ...Protocol.upgradeTimeoutField(options.upgradeTimeout),
+    ...(predecessorPid === undefined ? {} : { predecessorPid }),
+    ...extra
+  })
+
+  const handover = (): Handover => {
+    const entries = [...held.values()]
+    return {
+      descriptors: entries.map((h) => h.descriptor),
+      sockets: entries.map((h) => ({ key: h.descriptor.key, handle: h.handle })),
+      fds: []
+    }
+  }
+
+  /** Starts generation `number`; a prepared one gets no socket until `go`. */
+  const start = (number: number, predecessorPid: number | undefined, prepared = false) =>
     Effect.gen(function*() {
       const offered = new Map<string, Held>()
-      const entries = [...held.values()]
       // Set once spawned; the child cannot ask to upgrade before that.
       const self: { generation?: Generation } = {}
-      const child = yield* Spawn.spawn(command, {
-        version: Protocol.VERSION,
-        generation: number,
-        parentPid: process.pid,
-        cwd: command.cwd,
-        fds: entries.map((h) => h.descriptor),
-        supervisor: true,
-        ...Protocol.upgradeTimeoutField(options.upgradeTimeout),
-        ...(predecessorPid === undefined ? {} : { predecessorPid })
-      }, {
-        descriptors: entries.map((h) => h.descriptor),
-        sockets: entries.map((h) => ({ key: h.descriptor.key, handle: h.handle })),
-        fds: []
-      }, (message, handle) => {
-        if (message.tableflip === "descriptor" && message.descriptor !== undefined && typeof handle === "object") {
-          // A second socket under one key would replace the first, which nobody would close.
-          if (offered.has(message.descriptor.key)) Handles.closeHandle(handle)
-          else offered.set(message.descriptor.key, { descriptor: message.descriptor, handle: handle! })
-        } else if (message.tableflip === "upgrade" && self.generation !== undefined) {
-          runFork(answer(self.generation))
+      const child = yield* Spawn.spawn(
+        command,
+        manifestFor(number, predecessorPid, prepared ? { prepared: true } : {}),
+        prepared ? { descriptors: [], sockets: [], fds: [] } : handover(),
+        (message, handle) => {
+          if (message.tableflip === "descriptor" && message.descriptor !== undefined && typeof handle === "object") {
+            // A second socket under one key would replace the first, which nobody would close.
+            if (offered.has(message.descriptor.key)) Handles.closeHandle(handle)
+            else offered.set(message.descriptor.key, { descriptor: message.descriptor, handle: handle! })
+          } else if (message.tableflip === "upgrade" && self.generation !== undefined) {
+            runFork(answer(self.generation, "upgrade"))
+          } else if (message.tableflip === "prepare" && self.generation !== undefined) {
+            runFork(answer(self.generation, "prepare"))
+          }
         }
-      })
+      )
       live.add(child)
       const generation: Generation = { number, child, offered }
       self.generation = generation
@@ -124,7 +146,7 @@ export const run = Effect.fnUntraced(function*(options: Options) {
         Effect.forkScoped
       )
       // The sockets go out in `awaitReady`, raced with the child's exit, the timeout and stop.
-      yield* Log.info(`started generation ${number} (pid ${child.pid})`)
+      yield* Log.info(`${prepared ? "preparing" : "started"} generation ${number} (pid ${child.pid})`)
       return generation
     })
 
@@ -156,12 +178,51 @@ export const run = Effect.fnUntraced(function*(options: Options) {
         ))
     )
 
-  const awaitReady = (generation: Generation) =>
+  const awaitReady = (generation: Generation, go?: Parameters<typeof Spawn.awaitReady>[1]["go"]) =>
     Spawn.awaitReady(generation.child, {
       timeout: options.upgradeTimeout,
       probation: options.probation,
-      stop: stopped
+      stop: stopped,
+      go
     })
+
+  /** The parked generation, if it is still alive, for this upgrade. */
+  const takeParked = Effect.suspend(() => {
+    const candidate = parked
+    parked = undefined
+    return candidate === undefined
+      ? Effect.succeed(undefined)
+      : Effect.map(Deferred.isDone(candidate.child.exited), (dead) => dead ? undefined : candidate)
+  })
+
+  const discardParked = Effect.suspend(() => {
+    const candidate = parked
+    parked = undefined
+    return candidate === undefined ? Effect.void : candidate.child.kill
+  })
+
+  const prepare = lock.withPermits(1)(
+    Effect.gen(function*() {
+      const old = current
+      if (stopping) return yield* new Stopped({ childPid: undefined })
+      if (old === undefined) return yield* new NotReady({ pid: starting?.child.pid ?? process.pid })
+      if (parked !== undefined) {
+        yield* Log.info(`replacing the prepared generation (pid ${parked.child.pid})`)
+        yield* discardParked
+      }
+      const next = yield* start(old.number + 1, old.child.pid, true)
+      const result = yield* Effect.exit(
+        Spawn.awaitParked(next.child, { timeout: options.upgradeTimeout, stop: stopped })
+      )
+      if (Exit.isFailure(result)) {
+        yield* next.child.kill
+        return yield* Effect.failCause(result.cause)
+      }
+      parked = next
+      yield* Log.info(`generation ${next.number} (pid ${next.child.pid}) is prepared`)
+      return { pid: next.child.pid }
+    })
+  )
 
   // The listeners a generation handed up replace the ones held before.
   const adopt = (generation: Generation) => {
@@ -185,8 +246,13 @@ export const run = Effect.fnUntraced(function*(options: Options) {
         "STATUS",
         `starting generation ${old.number + 1}`
       ])
-      const next = yield* start(old.number + 1, old.child.pid)
-      const result = yield* Effect.exit(awaitReady(next))
+      const prepared = yield* takeParked
+      const next = prepared ?? (yield* start(old.number + 1, old.child.pid))
+      if (prepared !== undefined) yield* Log.info(`handing over to the prepared generation (pid ${next.child.pid})`)
+      const result = yield* Effect.exit(awaitReady(
+        next,
+        prepared === undefined ? undefined : { manifest: manifestFor(next.number, old.child.pid), handover: handover() }
+      ))
       if (Exit.isFailure(result)) {
         yield* next.child.kill
         release(next)
@@ -208,41 +274,55 @@ export const run = Effect.fnUntraced(function*(options: Options) {
     })))
   )
 
-  const recorded = Effect.suspend(() => {
-    const startedAt = Date.now()
-    return upgrade.pipe(
-      Effect.tapError((error) => Log.warning(`upgrade failed: ${error.message}`)),
-      Effect.onExit((exit) =>
-        options.pidFile === undefined ? Effect.void : Errors.recordOutcome(options.pidFile, startedAt, exit, false)
+  const recorded = (kind: "upgrade" | "prepare") =>
+    Effect.suspend(() => {
+      const startedAt = Date.now()
+      return (kind === "upgrade" ? upgrade : prepare).pipe(
+        Effect.tapError((error) => Log.warning(`${kind} failed: ${error.message}`)),
+        Effect.onExit((exit) =>
+          options.pidFile === undefined
+            ? Effect.void
+            : Errors.recordOutcome(options.pidFile, startedAt, exit, false, kind === "prepare")
+        )
       )
-    )
-  })
+    })
 
-  // A generation asked for the upgrade: answer it, typed.
-  const answer = (generation: Generation) =>
-    (upgrading ? Effect.fail(new UpgradeInProgress({ childPid: undefined })) : recorded).pipe(
+  // A generation asked for an upgrade or a prepare: answer it, typed.
+  const answer = (generation: Generation, kind: "upgrade" | "prepare") =>
+    (upgrading ? Effect.fail(new UpgradeInProgress({ childPid: undefined })) : recorded(kind)).pipe(
       Effect.matchEffect({
         onFailure: (error) =>
           generation.child.post({
-            tableflip: "upgrade-result",
+            tableflip: `${kind}-result`,
             result: { _tag: "Failed", error: Errors.serialize(error) }
           }),
         onSuccess: ({ pid }) =>
-          generation.child.post({ tableflip: "upgrade-result", result: { _tag: "Upgraded", pid } })
+          generation.child.post({ tableflip: `${kind}-result`, result: { _tag: "Upgraded", pid } })
       })
     )
 
   // The current generation exiting on its own ends the runner with its code, unless an
   // upgrade in flight replaces it first.
   const onExit = (generation: Generation, exited: Spawn.Exited) =>
-    lock.withPermits(1)(Effect.suspend(() => {
-      if (current !== generation) return Effect.void
-      return Log.info(
-        `generation ${generation.number} (pid ${generation.child.pid}) exited ${
+    Effect.suspend(() => {
+      // Outside the lock: a prepare or an upgrade may hold it meanwhile.
+      if (parked !== generation) return Effect.void
+      parked = undefined
+      return Log.warning(
+        `the prepared generation (pid ${generation.child.pid}) exited ${
           exited.signal === null ? `with code ${exited.code}` : `on ${exited.signal}`
-        }`
-      ).pipe(Effect.zipRight(Deferred.succeed(finished, exitCode(exited))))
-    }))
+        } while parked; the next upgrade starts one afresh`
+      )
+    }).pipe(Effect.zipRight(
+      lock.withPermits(1)(Effect.suspend(() => {
+        if (current !== generation) return Effect.void
+        return Log.info(
+          `generation ${generation.number} (pid ${generation.child.pid}) exited ${
+            exited.signal === null ? `with code ${exited.code}` : `on ${exited.signal}`
+          }`
+        ).pipe(Effect.zipRight(Deferred.succeed(finished, exitCode(exited))))
+      }))
+    ))
 
   const stop = (signal: NodeJS.Signals | "exit") =>
     Effect.suspend(() => {
@@ -253,6 +333,8 @@ export const run = Effect.fnUntraced(function*(options: Options) {
         Log.info(`${signal}: stopping every generation`)
       ).pipe(
         Effect.zipRight(Deferred.succeed(stopped, undefined)),
+        // A parked generation reads no message before `go`: it is killed.
+        Effect.zipRight(discardParked),
         // A pending generation is killed by its upgrade; the others stop and drain.
         Effect.zipRight(
           Effect.forEach([...live], (child) => child.post({ tableflip: "stop" }), {
@@ -265,7 +347,11 @@ export const run = Effect.fnUntraced(function*(options: Options) {
 
   // SIGHUPs during an upgrade fold into one more attempt after it, as in `Upgrader.layerSignal`.
   const requests = yield* Queue.dropping<void>(1)
-  yield* Queue.take(requests).pipe(Effect.zipRight(Effect.ignore(recorded)), Effect.forever, Effect.forkScoped)
+  yield* Queue.take(requests).pipe(
+    Effect.zipRight(Effect.ignore(recorded("upgrade"))),
+    Effect.forever,
+    Effect.forkScoped
+  )
   const onSignal = (signal: NodeJS.Signals) => () => {
     if (signal === "SIGHUP") Queue.unsafeOffer(requests, undefined)
     else if ((STOP_SIGNALS as ReadonlyArray<string>).includes(signal)) runFork(stop(signal))
