@@ -28,7 +28,7 @@
 //   beside the blob.
 import { build } from "esbuild"
 import * as ChildProcess from "node:child_process"
-import { copyFileSync, existsSync, mkdirSync } from "node:fs"
+import { copyFileSync, existsSync, mkdirSync, renameSync, rmSync } from "node:fs"
 import { builtinModules, createRequire } from "node:module"
 import { basename, dirname, join, resolve } from "node:path"
 import { fileURLToPath } from "node:url"
@@ -141,13 +141,19 @@ await build({
   logLevel: "warning"
 })
 
-const built = ChildProcess.spawnSync(process.execPath, ["--snapshot-blob", blob, "--build-snapshot", script], {
+// Written beside and renamed over the blob (and the addon), as a deploy replaces them: a generation
+// starting meanwhile reads the old or the new file, never half of one, and a running one that mapped
+// the old addon keeps its own.
+const temp = `${blob}.${process.pid}.tmp`
+const built = ChildProcess.spawnSync(process.execPath, ["--snapshot-blob", temp, "--build-snapshot", script], {
   stdio: "inherit"
 })
 if (built.status !== 0) {
+  rmSync(temp, { force: true })
   console.error(`building the snapshot of ${script} failed (${built.status ?? built.signal})`)
   process.exit(1)
 }
+renameSync(temp, blob)
 const addon = join(
   dirname(fileURLToPath(import.meta.url)),
   "..",
@@ -155,5 +161,9 @@ const addon = join(
   `${process.platform}-${process.arch}`,
   "tableflip.node"
 )
-if (existsSync(addon)) copyFileSync(addon, join(dirname(blob), "tableflip.node"))
+if (existsSync(addon)) {
+  const copy = join(dirname(blob), "tableflip.node")
+  copyFileSync(addon, `${copy}.${process.pid}.tmp`)
+  renameSync(`${copy}.${process.pid}.tmp`, copy)
+}
 console.log(`snapshot of ${entry} in ${out} (node ${process.version}): node --snapshot-blob ${out} -- <arguments>`)
