@@ -18,7 +18,7 @@ export interface Probe {
   readonly rssMb: number
 }
 
-export const PROBES = ["bare", "effect", "tableflip", "tableflip.bundle"] as const
+export const PROBES = ["bare", "effect", "tableflip", "tableflip.bundle", "tableflip.snapshot"] as const
 export type ProbeName = typeof PROBES[number]
 
 const median = (xs: ReadonlyArray<number>) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0
@@ -32,9 +32,20 @@ const bundle = () =>
     "build/bench/probes/tableflip.bundle.mjs"
   ], { cwd: root, stdio: "ignore" })
 
+/** The tableflip probe as a V8 start-up snapshot (scripts/snapshot.mjs), built by the node that runs it. */
+const snapshot = () =>
+  ChildProcess.execFileSync(process.execPath, [
+    "scripts/snapshot.mjs",
+    "build/bench/probes/tableflip.js",
+    "build/bench/probes/tableflip.snapshot.blob"
+  ], { cwd: root, stdio: "ignore" })
+
 const probe = (name: ProbeName): Probe => {
-  const file = name.endsWith(".bundle") ? `${name}.mjs` : `${name}.js`
-  const out = ChildProcess.execFileSync(process.execPath, [Path.join(root, "build/bench/probes", file)], {
+  const file = Path.join(root, "build/bench/probes", name)
+  const args = name.endsWith(".snapshot")
+    ? ["--snapshot-blob", `${file}.blob`]
+    : [name.endsWith(".bundle") ? `${file}.mjs` : `${file}.js`]
+  const out = ChildProcess.execFileSync(process.execPath, args, {
     cwd: root,
     encoding: "utf8",
     timeout: 60_000
@@ -47,6 +58,7 @@ const probe = (name: ProbeName): Probe => {
 /** Medians per probe, and the library's cost above the plain Effect app. */
 export const measure = (runs: number) => {
   bundle()
+  snapshot()
   const samples = new Map<ProbeName, Array<Probe>>(PROBES.map((name) => [name, []]))
   for (let i = 0; i < runs; i++) for (const name of PROBES) samples.get(name)!.push(probe(name))
   const medians = Object.fromEntries(PROBES.map((name) => {
@@ -73,7 +85,8 @@ const LABELS: Record<ProbeName, string> = {
   bare: "bare node:http",
   effect: "plain Effect app",
   tableflip: "with effect-tableflip, to ready",
-  "tableflip.bundle": "the same, as a one-file bundle (scripts/bundle.mjs)"
+  "tableflip.bundle": "the same, as a one-file bundle (scripts/bundle.mjs)",
+  "tableflip.snapshot": "the same, from a V8 start-up snapshot (scripts/snapshot.mjs)"
 }
 
 export const markdown = (result: ReturnType<typeof measure>): string =>

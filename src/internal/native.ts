@@ -76,7 +76,11 @@ export const load = (): { readonly addon: Addon | undefined; readonly reason: st
       addon: undefined,
       reason: missing
         ? `the native addon is not built for ${process.platform}-${process.arch} (${file} is missing); ` +
-          "`npx effect-tableflip build-native` builds it where a C compiler is installed"
+          "`npx effect-tableflip build-native` builds it where a C compiler is installed" +
+          // A bundle or a snapshot has no package root to look in.
+          (process.env.EFFECT_TABLEFLIP_ADDON === undefined
+            ? ", and EFFECT_TABLEFLIP_ADDON names it when the app runs as a bundle or a snapshot"
+            : "")
         : `the native addon ${file} could not be loaded (${(error as Error).message.split("\n")[0]}); ` +
           "`npx effect-tableflip build-native` rebuilds it where a C compiler is installed"
     }
