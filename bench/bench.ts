@@ -12,7 +12,14 @@
  *
  * Writes bench/results/<date>-node<major>.json and .md.
  *
- *   npm run bench [-- --upgrades 3 --only effect-tableflip]
+ * Per row: p99 inside upgrade windows (from the signal until the old
+ * generation is gone and the new one has served for 1 s) over the steady p99
+ * (every other request), signal to ready, signal to the old generation's
+ * exit, CPU per upgrade (the old generation's from the signal to its exit,
+ * the new one's from its start to ready, from /proc/<pid>/stat) and private
+ * memory of each generation.
+ *
+ *   npm run bench [-- --upgrades 3 --only effect-tableflip --scenarios fast --no-startup]
  */
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
@@ -20,14 +27,19 @@ import * as Os from "node:os"
 import * as Path from "node:path"
 import { parseArgs } from "node:util"
 import type { ContenderName, Upgrade } from "./lib.js"
-import { contenders, freePort, root, sleep, splitByWindows, startLoad, tempDir } from "./lib.js"
+import { contenders, freePort, root, sleep, splitByWindows, startLoad, tempDir, WINDOW_TAIL_MS } from "./lib.js"
 import * as Startup from "./startup.js"
 import * as Strays from "./strays.js"
 
 const { values } = parseArgs({
   options: {
     upgrades: { type: "string", default: "3" },
-    only: { type: "string" }
+    only: { type: "string" },
+    // Scenarios whose name contains this ("fast", "keep-alive", ...).
+    scenarios: { type: "string" },
+    // Only the load rows: no floors, start-up probes or strays.
+    "no-startup": { type: "boolean", default: false },
+    out: { type: "string" }
   }
 })
 const upgradesPerRow = Number(values.upgrades)
@@ -37,7 +49,7 @@ const scenarios = [
   { scenario: "keep-alive, 50 ms handler", keepAlive: true, path: "/?delay=50ms", clients: 32 },
   { scenario: "Connection: close, fast handler", keepAlive: false, path: "/", clients: 8 },
   { scenario: "Connection: close, 50 ms handler", keepAlive: false, path: "/?delay=50ms", clients: 32 }
-] as const
+].filter((s) => values.scenarios === undefined || s.scenario.includes(values.scenarios))
 
 const names: ReadonlyArray<ContenderName> = values.only === undefined
   ? ["effect-tableflip", "naive-restart", "cluster-reload"]
@@ -69,6 +81,18 @@ const floor = () => {
   }
 }
 
+type Row = {
+  readonly contender: string
+  readonly scenario: string
+  readonly latencyInUpgradeMs: { readonly p99: number }
+  readonly latencyOutsideMs: { readonly p99: number }
+  readonly p99Ratio: number
+  readonly signalToReadyMs: ReadonlyArray<number>
+  readonly signalToOldExitMs: ReadonlyArray<number>
+  readonly cpuMs: { readonly oldSignalToExit: ReadonlyArray<number>; readonly newStartToReady: ReadonlyArray<number> }
+  readonly privateMb: { readonly oldAtSignal: ReadonlyArray<number>; readonly newAtReady: ReadonlyArray<number> }
+}
+
 const rows = []
 for (const { clients, keepAlive, path, scenario } of scenarios) {
   for (const contender of names) {
@@ -82,7 +106,8 @@ for (const { clients, keepAlive, path, scenario } of scenarios) {
     const upgrades: Array<Upgrade> = []
     for (let i = 0; i < upgradesPerRow; i++) {
       upgrades.push(await server.upgrade())
-      await sleep(1000)
+      // Past the window's tail, then steady load until the next signal.
+      await sleep(WINDOW_TAIL_MS + 1000)
     }
     const result = await load.stop()
     const seconds = (performance.timeOrigin + performance.now() - startedAt) / 1000
@@ -98,8 +123,17 @@ for (const { clients, keepAlive, path, scenario } of scenarios) {
       requestsPerSecond: Math.round(result.start.length / seconds),
       latencyInUpgradeMs: inside,
       latencyOutsideMs: outside,
+      p99Ratio: outside.p99 === 0 ? 0 : Math.round((inside.p99 / outside.p99) * 100) / 100,
       signalToReadyMs: upgrades.map((u) => round(u.readyMs)),
       signalToOldExitMs: upgrades.map((u) => round(u.oldExitMs)),
+      cpuMs: {
+        oldSignalToExit: upgrades.map((u) => u.oldCpuMs),
+        newStartToReady: upgrades.map((u) => u.newCpuMs)
+      },
+      privateMb: {
+        oldAtSignal: upgrades.map((u) => u.oldPrivateMb),
+        newAtReady: upgrades.map((u) => u.newPrivateMb)
+      },
       rssMb: {
         first: firstRss,
         oldAtSignal: upgrades.map((u) => u.oldRssMb),
@@ -109,11 +143,18 @@ for (const { clients, keepAlive, path, scenario } of scenarios) {
     rows.push(row)
     process.stdout.write(
       `${contender.padEnd(17)} ${scenario.padEnd(33)} failed ${String(row.failed).padStart(4)}  ` +
-        `${row.requestsPerSecond} req/s  ready ${row.signalToReadyMs.join("/")} ms  old exit ${
-          row.signalToOldExitMs.join("/")
-        } ms\n`
+        `${row.requestsPerSecond} req/s  p99 in/steady ${inside.p99}/${outside.p99} ms (x${row.p99Ratio})  ready ${
+          row.signalToReadyMs.join("/")
+        } ms  old exit ${row.signalToOldExitMs.join("/")} ms\n`
     )
   }
+}
+
+if (values["no-startup"]) {
+  const out = values.out ?? Path.join(tempDir(), "rows.json")
+  Fs.writeFileSync(out, `${JSON.stringify({ node: process.version, upgradesPerRow, rows }, null, 2)}\n`)
+  process.stdout.write(`\n${upgradeTable(rows)}\nwrote ${out}\n`)
+  process.exit(0)
 }
 
 const floors = floor()
@@ -150,6 +191,7 @@ const md = [
     } | ${r.signalToOldExitMs.join(", ")} | ${r.rssMb.first} / ${r.rssMb.newAtReady.join(", ")} |`
   ),
   "",
+  upgradeTable(rows),
   `Floor on this Node: \`node -e 0\` ${floors.nodeE0Ms} ms; a bare http server's start-up ${floors.bareHttpServerMs} ms; ` +
   `importing Upgrader, Fds and Drain ${floors.libraryImportMs} ms (a process start included). ` +
   `effect-tableflip's signal-to-ready median ${results.floor.tableflipSignalToReadyMedianMs} ms, ` +
@@ -158,6 +200,25 @@ const md = [
   Startup.markdown(startup),
   Strays.markdown(strays)
 ].join("\n")
+
+/** What issue 16 asks of each scenario: the upgrade's cost against steady serving. */
+function upgradeTable(rows: ReadonlyArray<Row>): string {
+  const med = (xs: ReadonlyArray<number>) => round(median(xs))
+  return [
+    `Per upgrade (medians of ${upgradesPerRow}; CPU from /proc/<pid>/stat, 10 ms grain; private = Private_Clean + Private_Dirty):`,
+    "",
+    "| contender | scenario | p99 in upgrade windows / steady (ms) | ratio | signal to ready (ms) | signal to old exit (ms) | CPU old: signal to exit / new: start to ready (ms) | private MB old / new |",
+    "|---|---|---|---:|---:|---:|---|---|",
+    ...rows.map((r) =>
+      `| ${r.contender} | ${r.scenario} | ${r.latencyInUpgradeMs.p99} / ${r.latencyOutsideMs.p99} | ${r.p99Ratio}× | ${
+        med(r.signalToReadyMs)
+      } | ${med(r.signalToOldExitMs)} | ${med(r.cpuMs.oldSignalToExit)} / ${med(r.cpuMs.newStartToReady)} | ${
+        med(r.privateMb.oldAtSignal)
+      } / ${med(r.privateMb.newAtReady)} |`
+    ),
+    ""
+  ].join("\n")
+}
 
 const dir = Path.join(root, "bench", "results")
 Fs.mkdirSync(dir, { recursive: true })

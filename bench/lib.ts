@@ -25,6 +25,60 @@ export interface Upgrade {
   readonly newPid: number
   readonly oldRssMb: number
   readonly newRssMb: number
+  /** CPU the old generation used from the signal until its exit (last /proc sample, 5 ms apart). */
+  readonly oldCpuMs: number
+  /** CPU the new generation used from its start until it was ready. */
+  readonly newCpuMs: number
+  /** Private memory (Private_Clean + Private_Dirty) of the old generation at the signal, and of the new at ready. */
+  readonly oldPrivateMb: number
+  readonly newPrivateMb: number
+}
+
+/** USER_HZ: 100 on every Linux Node runs on. */
+const TICK_MS = 10
+
+/** utime + stime of a process (ms), or `undefined` once it is gone. */
+export const cpuMs = (pid: number): number | undefined => {
+  try {
+    const stat = Fs.readFileSync(`/proc/${pid}/stat`, "utf8")
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+    // Fields 14 and 15 (utime, stime), counted from the state letter, which is field 3.
+    return (Number(fields[11]) + Number(fields[12])) * TICK_MS
+  } catch {
+    return undefined
+  }
+}
+
+/** Memory only this process holds: the cost of one more generation. */
+export const privateMb = (pid: number): number => {
+  try {
+    const rollup = Fs.readFileSync(`/proc/${pid}/smaps_rollup`, "utf8")
+    const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+)`, "m").exec(rollup)?.[1] ?? 0)
+    return Math.round((kb("Private_Clean") + kb("Private_Dirty")) / 102.4) / 10
+  } catch {
+    return 0
+  }
+}
+
+/**
+ * Follows a process's CPU time every 5 ms until it is gone, so that the last
+ * reading before its exit is known (a reaped process has no /proc entry).
+ */
+const followCpu = (pid: number) => {
+  const first = cpuMs(pid) ?? 0
+  let last = first
+  const timer = setInterval(() => {
+    const now = cpuMs(pid)
+    if (now === undefined) clearInterval(timer)
+    else last = now
+  }, 5)
+  return {
+    /** CPU since following began. */
+    used: () => {
+      clearInterval(timer)
+      return last - first
+    }
+  }
 }
 
 export interface Server {
@@ -119,13 +173,17 @@ const tableflip = async (port: number, dir: string): Promise<Server> => {
     upgrade: async () => {
       const oldPid = pid()
       const oldRssMb = rssMb(oldPid)
+      const oldPrivateMb = privateMb(oldPid)
       const from = out.lines.length
       const changed = pidChanged(oldPid)
+      const old = followCpu(oldPid)
       const signalAt = now()
       process.kill(oldPid, "SIGHUP")
       const newPid = await changed
       const readyAt = now()
+      const newCpuMs = cpuMs(newPid) ?? 0
       const newRssMb = rssMb(newPid)
+      const newPrivateMb = privateMb(newPid)
       await out.wait(new RegExp(`previous generation \\(pid ${oldPid}\\) has exited`), from)
       return {
         signalAt,
@@ -134,7 +192,11 @@ const tableflip = async (port: number, dir: string): Promise<Server> => {
         oldPid,
         newPid,
         oldRssMb,
-        newRssMb
+        newRssMb,
+        oldCpuMs: old.used(),
+        newCpuMs,
+        oldPrivateMb,
+        newPrivateMb
       }
     },
     stop: async () => {
@@ -160,6 +222,8 @@ const naive = async (port: number): Promise<Server> => {
     upgrade: async () => {
       const old = current
       const oldRssMb = rssMb(old.pid!)
+      const oldPrivateMb = privateMb(old.pid!)
+      const oldCpu = followCpu(old.pid!)
       const signalAt = now()
       old.kill("SIGTERM")
       await exited(old)
@@ -172,7 +236,11 @@ const naive = async (port: number): Promise<Server> => {
         oldPid: old.pid!,
         newPid: current.pid!,
         oldRssMb,
-        newRssMb: rssMb(current.pid!)
+        newRssMb: rssMb(current.pid!),
+        oldCpuMs: oldCpu.used(),
+        newCpuMs: cpuMs(current.pid!) ?? 0,
+        oldPrivateMb,
+        newPrivateMb: privateMb(current.pid!)
       }
     },
     stop: async () => {
@@ -193,14 +261,30 @@ const cluster = async (port: number): Promise<Server> => {
     upgrade: async () => {
       const oldPid = worker
       const oldRssMb = rssMb(oldPid)
+      const oldPrivateMb = privateMb(oldPid)
       const from = out.lines.length
+      const old = followCpu(oldPid)
       const signalAt = now()
       primary.kill("SIGHUP")
       worker = Number((await out.wait(/"event":"ready","pid":(\d+)/, from))[1])
       const readyMs = now() - signalAt
+      const newCpuMs = cpuMs(worker) ?? 0
       const newRssMb = rssMb(worker)
+      const newPrivateMb = privateMb(worker)
       await out.wait(new RegExp(`"event":"exited","pid":${oldPid}`), from)
-      return { signalAt, readyMs, oldExitMs: now() - signalAt, oldPid, newPid: worker, oldRssMb, newRssMb }
+      return {
+        signalAt,
+        readyMs,
+        oldExitMs: now() - signalAt,
+        oldPid,
+        newPid: worker,
+        oldRssMb,
+        newRssMb,
+        oldCpuMs: old.used(),
+        newCpuMs,
+        oldPrivateMb,
+        newPrivateMb
+      }
     },
     stop: async () => {
       primary.kill("SIGTERM")
@@ -286,15 +370,25 @@ export const latency = (values: ReadonlyArray<number>): Latency => {
   return { n: sorted.length, p50: round(at(0.5)), p99: round(at(0.99)), max: round(sorted.at(-1) ?? 0) }
 }
 
-/** Latencies of successful requests that started inside an upgrade window, and outside. */
+/**
+ * How long after the new generation is ready an upgrade window lasts at
+ * least: the old one's clients reconnect to a generation that has not served
+ * yet, and its first moments under the full load belong to the upgrade.
+ */
+export const WINDOW_TAIL_MS = Number(process.env["BENCH_WINDOW_TAIL_MS"] ?? 1000)
+
+/** Where an upgrade window ends, ms after its signal. */
+export const windowEndMs = (u: Upgrade): number => Math.max(u.readyMs + WINDOW_TAIL_MS, u.oldExitMs)
+
+/** Latencies of successful requests that started inside an upgrade window, and outside (steady). */
 export const splitByWindows = (result: LoadResult, upgrades: ReadonlyArray<Upgrade>) => {
   const inside: Array<number> = []
   const outside: Array<number> = []
   result.start.forEach((start, i) => {
     const ms = result.latency[i]!
     if (ms < 0) return
-    // The window runs from the signal until both the new generation serves and the old one is gone.
-    const within = upgrades.some((u) => start >= u.signalAt && start <= u.signalAt + Math.max(u.readyMs, u.oldExitMs))
+    // From the signal until the old generation is gone and the new one has served for a while.
+    const within = upgrades.some((u) => start >= u.signalAt && start <= u.signalAt + windowEndMs(u))
     ;(within ? inside : outside).push(ms)
   })
   return { inside: latency(inside), outside: latency(outside) }

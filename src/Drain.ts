@@ -8,9 +8,9 @@
  * 1. stops accepting new connections (the next generation accepts them);
  * 2. lets requests in flight finish;
  * 3. answers later requests on kept-alive connections with
- *    `Connection: close`, each connection at a random moment within `spread`,
- *    so that kept-alive clients reconnect to the new generation a few at a
- *    time rather than all at once;
+ *    `Connection: close`, one connection after another, evenly over `spread`
+ *    (0 by default: all at once), so that kept-alive clients can reconnect to
+ *    the new, cold generation a few at a time rather than all at once;
  * 4. closes connections that stay idle for `idleGrace` after that moment;
  * 5. at `deadline`, closes whatever remains: WebSockets get a close frame
  *    (1001, going away), other connections are destroyed, which interrupts
@@ -32,7 +32,12 @@ import * as Log from "./internal/log.js"
 export interface Options {
   /**
    * Over how long kept-alive connections are told to close (`Connection:
-   * close` on their next response). Default: 0, all at once.
+   * close` on their next response), one after another at even intervals: the
+   * first at once, the last at `spread`, so that they do not all reconnect
+   * to a new generation that has not served yet at the same moment. It
+   * delays the exit of a generation whose clients are busy by up to
+   * `spread`. Default: 0, all at once: on a 2-core machine 1 second did not
+   * lower the p99 of upgrade windows measurably (README, "Reconnect storm").
    */
   readonly spread?: Duration.DurationInput | undefined
   /**
@@ -88,7 +93,7 @@ export const track = (server: Http.Server): Tracker => new ServerTracker(server)
  */
 export const run = (tracker: Tracker, options: Options = {}): Effect.Effect<void> => {
   const self = tracker as ServerTracker
-  const spread = Duration.toMillis(options.spread ?? Duration.zero)
+  const spread = Duration.toMillis(options.spread ?? DEFAULT_SPREAD)
   const idleGrace = Duration.toMillis(options.idleGrace ?? Duration.seconds(1))
   return Effect.async<void>((resume) => {
     const stop = self.begin(spread, idleGrace, () => resume(Effect.void))
@@ -109,6 +114,9 @@ export const run = (tracker: Tracker, options: Options = {}): Effect.Effect<void
     Effect.withLogSpan("drain")
   )
 }
+
+/** Measured, a spread did not pay for the later exit it costs (README, "Reconnect storm"). */
+const DEFAULT_SPREAD: Duration.Duration = Duration.zero
 
 /** WebSocket close frame, status 1001 (going away): FIN + opcode 8, unmasked, 2-byte payload. */
 const GOING_AWAY = Buffer.from([0x88, 0x02, 0x03, 0xe9])
@@ -161,7 +169,11 @@ class ServerTracker implements Tracker {
   begin(spread: number, idleGrace: number, onEmpty: () => void): () => void {
     this.#draining = true
     const now = Date.now()
-    for (const connection of this.#connections.values()) connection.closeAt = now + Math.random() * spread
+    // Evenly rather than at random moments: with a few connections, random ones bunch up.
+    const order = [...this.#connections.values()]
+    order.forEach((connection, i) => {
+      connection.closeAt = order.length < 2 ? now : now + (spread * i) / (order.length - 1)
+    })
     if (this.server.listening) Net.Server.prototype.close.call(this.server)
     const sweep = setInterval(() => this.#sweep(idleGrace), Math.max(10, Math.min(100, idleGrace / 4)))
     const stop = () => clearInterval(sweep)
