@@ -8,7 +8,8 @@
  * 50 ms one. Each row: 3 upgrades under load from a separate process.
  *
  * Then the start-up cost of one generation (bench/startup.ts: the same server
- * bare, as a plain Effect app, and with effect-tableflip).
+ * bare, as a plain Effect app, and with effect-tableflip), SIGHUP to ready
+ * cold and prepared (bench/prepare.ts), and the stray-listener check.
  *
  * Writes bench/results/<date>-node<major>.json and .md.
  *
@@ -28,6 +29,7 @@ import * as Path from "node:path"
 import { parseArgs } from "node:util"
 import type { ContenderName, Upgrade } from "./lib.js"
 import { contenders, freePort, root, sleep, splitByWindows, startLoad, tempDir, WINDOW_TAIL_MS } from "./lib.js"
+import * as Prepare from "./prepare.js"
 import * as Startup from "./startup.js"
 import * as Strays from "./strays.js"
 
@@ -159,6 +161,7 @@ if (values["no-startup"]) {
 
 const floors = floor()
 const startup = Startup.measure(15)
+const prepared = await Prepare.measure(10)
 // Last: it leaves 20k loopback sockets in TIME_WAIT for a minute.
 const strays = await Strays.measure(20_000)
 const ours = rows.filter((r) => r.contender === "effect-tableflip").flatMap((r) => r.signalToReadyMs)
@@ -173,6 +176,7 @@ const results = {
     tableflipAboveBareServerMs: round(median(ours) - floors.bareHttpServerMs)
   },
   startup,
+  prepared,
   strays,
   rows
 }
@@ -198,6 +202,7 @@ const md = [
   `${results.floor.tableflipAboveBareServerMs} ms above the bare server.`,
   "",
   Startup.markdown(startup),
+  Prepare.markdown(prepared),
   Strays.markdown(strays)
 ].join("\n")
 
