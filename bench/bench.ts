@@ -1,7 +1,9 @@
 /**
  * `npm run bench`: effect-tableflip against the alternatives, under load.
  *
- * Contenders: effect-tableflip (examples/http-server.ts, upgraded by SIGHUP);
+ * Contenders: effect-tableflip (examples/http-server.ts, upgraded by SIGHUP),
+ * the same prepared first (`effect-tableflip prepare`; the prepare counts as
+ * part of its upgrade window);
  * naive-restart (stop the old server, then start the new one); cluster-reload
  * (a node:cluster primary replacing its worker as PM2's reload does).
  * Scenarios: keep-alive and `Connection: close` clients, a fast handler and a
@@ -54,7 +56,7 @@ const scenarios = [
 ].filter((s) => values.scenarios === undefined || s.scenario.includes(values.scenarios))
 
 const names: ReadonlyArray<ContenderName> = values.only === undefined
-  ? ["effect-tableflip", "naive-restart", "cluster-reload"]
+  ? ["effect-tableflip", "effect-tableflip-prepared", "naive-restart", "cluster-reload"]
   : [values.only as ContenderName]
 
 const round = (x: number) => Math.round(x * 10) / 10

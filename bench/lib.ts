@@ -13,7 +13,7 @@ import type { LoadResult } from "./load.js"
 export const root = Path.resolve(import.meta.dirname, "..")
 const now = () => performance.timeOrigin + performance.now()
 
-export type ContenderName = "effect-tableflip" | "naive-restart" | "cluster-reload"
+export type ContenderName = "effect-tableflip" | "effect-tableflip-prepared" | "naive-restart" | "cluster-reload"
 
 export interface Upgrade {
   readonly signalAt: number
@@ -32,6 +32,12 @@ export interface Upgrade {
   /** Private memory (Private_Clean + Private_Dirty) of the old generation at the signal, and of the new at ready. */
   readonly oldPrivateMb: number
   readonly newPrivateMb: number
+  /**
+   * A prepared upgrade: from `effect-tableflip prepare` until the next
+   * generation was parked, before the signal. Requests in it count as inside
+   * an upgrade window too: that is where the new generation's start-up went.
+   */
+  readonly prepare?: { readonly startAt: number; readonly endAt: number } | undefined
 }
 
 /** USER_HZ: 100 on every Linux Node runs on. */
@@ -147,8 +153,25 @@ const exited = (child: ChildProcess.ChildProcess): Promise<void> =>
     ? Promise.resolve()
     : new Promise((resolve) => child.once("exit", () => resolve()))
 
-/** effect-tableflip: examples/http-server.ts, upgraded with SIGHUP to the pid in its PID file. */
-const tableflip = async (port: number, dir: string): Promise<Server> => {
+/** `effect-tableflip prepare` from the package's own build; resolves when it exits 0. */
+const prepareCommand = (pidFile: string): Promise<void> =>
+  new Promise((resolve, reject) => {
+    const child = ChildProcess.spawn(process.execPath, [
+      Path.join(root, "dist/bin.js"),
+      "prepare",
+      "--pid-file",
+      pidFile
+    ], {
+      stdio: ["ignore", "ignore", "inherit"]
+    })
+    child.once("exit", (code) => code === 0 ? resolve() : reject(new Error(`effect-tableflip prepare exited ${code}`)))
+  })
+
+/**
+ * effect-tableflip: examples/http-server.ts, upgraded with SIGHUP to the pid in its PID file;
+ * `prepared`: after `effect-tableflip prepare` has parked the next generation.
+ */
+const tableflip = (prepared: boolean) => async (port: number, dir: string): Promise<Server> => {
   const pidFile = Path.join(dir, "app.pid")
   const child = node("examples/http-server.ts", ["--port", String(port), "--pid-file", pidFile])
   const out = new Lines(child.stdout!)
@@ -174,6 +197,9 @@ const tableflip = async (port: number, dir: string): Promise<Server> => {
       const oldPid = pid()
       const oldRssMb = rssMb(oldPid)
       const oldPrivateMb = privateMb(oldPid)
+      const prepareAt = now()
+      if (prepared) await prepareCommand(pidFile)
+      const preparedAt = now()
       const from = out.lines.length
       const changed = pidChanged(oldPid)
       const old = followCpu(oldPid)
@@ -196,7 +222,8 @@ const tableflip = async (port: number, dir: string): Promise<Server> => {
         oldCpuMs: old.used(),
         newCpuMs,
         oldPrivateMb,
-        newPrivateMb
+        newPrivateMb,
+        prepare: prepared ? { startAt: prepareAt, endAt: preparedAt } : undefined
       }
     },
     stop: async () => {
@@ -294,7 +321,8 @@ const cluster = async (port: number): Promise<Server> => {
 }
 
 export const contenders: Record<ContenderName, (port: number, dir: string) => Promise<Server>> = {
-  "effect-tableflip": tableflip,
+  "effect-tableflip": tableflip(false),
+  "effect-tableflip-prepared": tableflip(true),
   "naive-restart": naive,
   "cluster-reload": cluster
 }
@@ -388,7 +416,10 @@ export const splitByWindows = (result: LoadResult, upgrades: ReadonlyArray<Upgra
     const ms = result.latency[i]!
     if (ms < 0) return
     // From the signal until the old generation is gone and the new one has served for a while.
-    const within = upgrades.some((u) => start >= u.signalAt && start <= u.signalAt + windowEndMs(u))
+    const within = upgrades.some((u) =>
+      (start >= u.signalAt && start <= u.signalAt + windowEndMs(u)) ||
+      (u.prepare !== undefined && start >= u.prepare.startAt && start <= u.prepare.endAt)
+    )
     ;(within ? inside : outside).push(ms)
   })
   return { inside: latency(inside), outside: latency(outside) }
