@@ -2,16 +2,27 @@
  * The directory handover's state, as one union whose states carry their data,
  * and the one function that moves it.
  *
+ * The main path, and the whole table (test/directoryState.test.ts checks the
+ * table against `transition` both ways; every pair not in it is `Refused`):
+ *
  * ```
- *            MarkReady            Claimed            Offered{n}
- *   Waiting ──────────▶ Claiming ─────────▶ Serving ───────────▶ HandingOver{n}
- *      │                    │                  ▲                    │     │
- *      │                    │                  └──── Gone{n} ───────┘     │ NewcomerReady{n}
- *      │ Stop               │ Stop                                        ▼
- *      ▼                    ▼                 Stop (from Serving,    HandedOver{n}
- *   Stopped{ready: false}  Stopped{ready: true} ◀── HandingOver{n})        ▲
- *      │ MarkReady                          │ NewcomerReady{n}           │
- *      └──────▶ Stopped{ready: true}        └────────────────────────────┘
+ *   Waiting ─MarkReady─▶ Claiming ─Claimed─▶ Serving ─Offered─▶ HandingOver ─NewcomerReady─▶ HandedOver
+ *                                               ▲                    │
+ *                                               └──────── Gone ──────┘
+ *
+ *   Waiting      MarkReady      -> Claiming
+ *   Waiting      Stop           -> Stopped      ready: false
+ *   Claiming     Claimed        -> Serving
+ *   Claiming     Stop           -> Stopped      ready: true
+ *   Serving      Offered        -> HandingOver  newcomer: the one offered
+ *   Serving      Stop           -> Stopped      ready: true
+ *   HandingOver  NewcomerReady  -> HandedOver   if it is the newcomer handed to
+ *   HandingOver  Gone           -> Serving      if it is the newcomer handed to
+ *   HandingOver  Stop           -> Stopped      ready: true, the newcomer still in flight
+ *   Stopped      MarkReady      -> Stopped      if not ready: now ready
+ *   Stopped      Claimed        -> Stopped      if ready
+ *   Stopped      NewcomerReady  -> HandedOver   if it is the newcomer in flight
+ *   Stopped      Gone           -> Stopped      if it is the newcomer in flight: none in flight now
  * ```
  *
  * `Waiting`: this process holds the takeover lock and maybe its predecessor's
