@@ -99,46 +99,9 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     mayUnlink: (boundHere) => State.mayUnlink(runSync(machine.get), boundHere, predecessor !== undefined)
   })
   const owner = yield* Owner.make({ addon, paths, timeout, machine, registry, generation, exitReason, runFork })
-
-  // A newcomer that never gets to `ready` closes its end, so the owner serves on at once.
-  yield* Effect.addFinalizer(() =>
-    Effect.map(machine.get, (state) => {
-      if (predecessor !== undefined && !State.isReady(state)) Fs.closeSync(predecessor.fd)
-    })
-  )
-
-  const ready = Effect.gen(function*() {
-    // Checked before the pid file is written, stepped after: a pid file that fails leaves `ready` to try again.
-    if (Either.isLeft(State.transition(yield* machine.get, { _tag: "MarkReady" }))) return
-    if (options.pidFile !== undefined) yield* PidFile.write(options.pidFile)
-    registry.closeUnclaimed()
-    if (Either.isLeft(yield* machine.step({ _tag: "MarkReady" }))) return
-    yield* owner.claim.pipe(Effect.mapError((error) => new PidFileError({ path: error.path, cause: error.message })))
-    yield* Files.recordOwner(paths)
-    yield* machine.step({ _tag: "Claimed" })
-    if (predecessor !== undefined) {
-      Newcomer.sayReady(predecessor.fd, () => Deferred.unsafeDone(predecessorGone, Effect.void))
-    }
-    yield* lock.release
-    yield* Log.info(
-      predecessor === undefined ? "ready: first owner" : `ready: took over from pid ${predecessor.peer.pid}`
-    )
-  })
-
-  const stop = Effect.flatMap(
-    machine.step({ _tag: "Stop" }),
-    (stepped) => Either.isLeft(stepped) ? Effect.void : Deferred.succeed(exitReason, "stopped")
-  )
-
-  yield* Effect.addFinalizer(() =>
-    Effect.gen(function*() {
-      yield* stop
-      const state = yield* machine.get
-      // A handover still in flight ends; one that is done leaves owner.sock to the successor.
-      if (state._tag === "Stopped") state.newcomer?.socket.destroy()
-      yield* owner.close(state._tag !== "HandedOver")
-    })
-  )
+  const wired: Wired = { options, paths, lock, predecessor, machine, registry, owner, exitReason, predecessorGone }
+  const stop = stopOf(wired)
+  yield* Effect.addFinalizer(() => release(wired, stop))
 
   const startsNoSuccessor = Effect.fail(
     new NotSupported({
@@ -151,11 +114,11 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     pid: process.pid,
     generation,
     hasParent: predecessor !== undefined,
-    ready,
+    ready: readyOf(wired),
     upgrade: startsNoSuccessor,
     prepare: startsNoSuccessor,
     exit: Deferred.await(exitReason),
-    stop: Effect.asVoid(stop),
+    stop,
     waitForParent: Deferred.await(predecessorGone),
     offerState: () => Effect.void as Effect.Effect<void, never, Scope.Scope>,
     inheritedState: undefined,
@@ -163,3 +126,58 @@ export const make = Effect.fnUntraced(function*(options: Options) {
   }
   return { upgrader, registry }
 })
+
+/** The rooms, wired: what `ready`, `stop` and the release share. */
+interface Wired {
+  readonly options: Options
+  readonly paths: Files.Paths
+  readonly lock: Lock.Lock
+  /** The owner that handed over to this process, if any: its connection and pid. */
+  readonly predecessor: Extract<Newcomer.Found, { readonly _tag: "Offer" }> | undefined
+  readonly machine: State.Machine
+  readonly registry: Registry
+  readonly owner: Owner.Owner
+  readonly exitReason: Deferred.Deferred<ExitReason>
+  readonly predecessorGone: Deferred.Deferred<void>
+}
+
+/** `ready`: claim owner.sock, record this process as the owner, tell the predecessor, let the lock go. */
+const readyOf = (wired: Wired) =>
+  Effect.gen(function*() {
+    const { machine, options, paths, predecessor } = wired
+    // Checked before the pid file is written, stepped after: a pid file that fails leaves `ready` to try again.
+    if (Either.isLeft(State.transition(yield* machine.get, { _tag: "MarkReady" }))) return
+    if (options.pidFile !== undefined) yield* PidFile.write(options.pidFile)
+    wired.registry.closeUnclaimed()
+    if (Either.isLeft(yield* machine.step({ _tag: "MarkReady" }))) return
+    yield* wired.owner.claim.pipe(
+      Effect.mapError((error) => new PidFileError({ path: error.path, cause: error.message }))
+    )
+    yield* Files.recordOwner(paths)
+    yield* machine.step({ _tag: "Claimed" })
+    if (predecessor !== undefined) {
+      Newcomer.sayReady(predecessor.fd, () => Deferred.unsafeDone(wired.predecessorGone, Effect.void))
+    }
+    yield* wired.lock.release
+    yield* Log.info(
+      predecessor === undefined ? "ready: first owner" : `ready: took over from pid ${predecessor.peer.pid}`
+    )
+  })
+
+/** `stop`: this process's `exit` completes with "stopped", unless it handed over (or stopped) already. */
+const stopOf = ({ exitReason, machine }: Wired): Effect.Effect<void> =>
+  Effect.flatMap(
+    machine.step({ _tag: "Stop" }),
+    (stepped) => Either.isLeft(stepped) ? Effect.void : Deferred.succeed(exitReason, "stopped")
+  )
+
+/** At the end of the scope: stop, end a handover in flight, let owner.sock go (unlinked unless handed over). */
+const release = (wired: Wired, stop: Effect.Effect<void>) =>
+  Effect.gen(function*() {
+    yield* stop
+    const state = yield* wired.machine.get
+    if (state._tag === "Stopped") state.newcomer?.socket.destroy()
+    yield* wired.owner.close(state._tag !== "HandedOver")
+    // A newcomer that never got to `ready` closes its end, so the owner serves on at once.
+    if (wired.predecessor !== undefined && !State.isReady(state)) Fs.closeSync(wired.predecessor.fd)
+  })
