@@ -115,12 +115,7 @@ const onConnection = (deps: Deps, owner: Owner, stillOurs: Effect.Effect<boolean
   socket.on("error", () => {})
   const fd = Handles.socketFd(socket)
   const uid = process.geteuid?.() ?? 0
-  let peer: { readonly pid: number; readonly uid: number } | undefined
-  try {
-    peer = fd === undefined ? undefined : deps.addon.peerCred(fd)
-  } catch {
-    peer = undefined
-  }
+  const peer = fd === undefined ? undefined : Either.getOrUndefined(Either.try(() => deps.addon.peerCred(fd)))
   if (fd === undefined || peer === undefined || peer.uid !== uid) {
     deps.runFork(Log.warning(`refused a takeover by pid ${peer?.pid} (uid ${peer?.uid}): not uid ${uid}`))
     return socket.destroy()
