@@ -78,8 +78,10 @@ await build({
   ...common,
   stdin: { contents: entry, resolveDir: dist, sourcefile: "core.js" },
   outfile: join(dist, CORE),
-  // Names as in src/ (esbuild renames clashing top-level names across modules).
-  keepNames: true,
+  // No keepNames: its `__name(() => ...)` wrappers make V8 compile every function eagerly (a
+  // parenthesized function looks like an IIFE), costing CPU and memory at load. The price: the few
+  // top-level functions whose names clash across modules show as `make2`, `spawn2` in stack traces.
+  keepNames: false,
   // tsc's maps are followed back to src/*.ts, which the package ships.
   sourcemap: "linked",
   sourcesContent: false,
