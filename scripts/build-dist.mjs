@@ -78,9 +78,9 @@ await build({
   ...common,
   stdin: { contents: entry, resolveDir: dist, sourcefile: "core.js" },
   outfile: join(dist, CORE),
-  // No keepNames: its `__name(() => ...)` wrappers make V8 compile every function eagerly (a
-  // parenthesized function looks like an IIFE), costing CPU and memory at load. The price: the few
-  // top-level functions whose names clash across modules show as `make2`, `spawn2` in stack traces.
+  // No keepNames: it wraps ~200 functions in `__name(...)` calls run at load, and may make V8
+  // compile them eagerly. The price: the few top-level functions whose names clash across modules
+  // (make, spawn, take, describe) are `make2`, `spawn2`... in stack traces; classes keep theirs.
   keepNames: false,
   // tsc's maps are followed back to src/*.ts, which the package ships.
   sourcemap: "linked",
