@@ -33,7 +33,15 @@ for (const file of ROOTS) {
 }
 
 const external = ["effect", "effect/*", "@effect/*"]
-const common = { absWorkingDir: root, bundle: true, platform: "node", format: "esm", target: "node20", external, logLevel: "warning" }
+const common = {
+  absWorkingDir: root,
+  bundle: true,
+  platform: "node",
+  format: "esm",
+  target: "node20",
+  external,
+  logLevel: "warning"
+}
 
 // 1. Which of tsc's files the roots reach: the core.
 const reach = await build({
@@ -86,7 +94,8 @@ await build({
   sourcemap: "linked",
   sourcesContent: false,
   banner: {
-    js: "// effect-tableflip's core modules (src/Upgrader.ts, src/Fds.ts, ... and their internals), bundled by scripts/build-dist.mjs"
+    js:
+      "// effect-tableflip's core modules (src/Upgrader.ts, src/Fds.ts, ... and their internals), bundled by scripts/build-dist.mjs"
   }
 })
 
