@@ -55,6 +55,13 @@ const core = Object.keys(reach.metafile.inputs)
   .filter((file) => !file.startsWith(".."))
   .sort()
 
+// A stub re-exports names it knows: `export *` in a core module would hide some.
+for (const file of core) {
+  if (/^export \*/m.test(readFileSync(join(dist, file), "utf8"))) {
+    throw new Error(`dist/${file} has \`export *\`: list its exports, or keep it out of the core`)
+  }
+}
+
 // 2. What each exports (tsc's JavaScript: runtime exports only, no types).
 const scan = await build({
   entryPoints: core.map((file) => join(dist, file)),
