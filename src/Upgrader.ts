@@ -22,12 +22,13 @@ import * as Cause from "effect/Cause"
 import * as Config from "effect/Config"
 import * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as FiberId from "effect/FiberId"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import * as Queue from "effect/Queue"
 import type * as Scope from "effect/Scope"
 import * as Fds from "./Fds.js"
 import * as Durations from "./internal/duration.js"
@@ -399,9 +400,12 @@ export const layerSignal = (
 /** Runs `action` once per signal, folding the ones that arrive while it runs into one more run. */
 const onSignal = (signal: NodeJS.Signals, action: Effect.Effect<string, UpgradeError>) =>
   Effect.gen(function*() {
-    const requests = yield* Queue.dropping<void>(1)
+    // One pending request at most (a Deferred completed once by any number of signals): what
+    // arrives during a run is one more run after it. Not a Queue, whose modules every
+    // generation would load before `ready` for this alone.
+    let requested = Deferred.unsafeMake<void>(FiberId.none)
     const handler = () => {
-      Queue.unsafeOffer(requests, undefined)
+      Deferred.unsafeDone(requested, Effect.void)
     }
     yield* Effect.acquireRelease(
       Effect.sync(() => process.on(signal, handler)),
@@ -411,7 +415,12 @@ const onSignal = (signal: NodeJS.Signals, action: Effect.Effect<string, UpgradeE
           process.off(signal, handler)
         })
     )
-    yield* Queue.take(requests).pipe(
+    const next = Effect.suspend(() => Deferred.await(requested)).pipe(
+      Effect.zipRight(Effect.sync(() => {
+        requested = Deferred.unsafeMake<void>(FiberId.none)
+      }))
+    )
+    yield* next.pipe(
       Effect.zipRight(
         action.pipe(
           Effect.matchCauseEffect({
