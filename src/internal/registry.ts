@@ -14,6 +14,7 @@ import * as Net from "node:net"
 import * as Path from "node:path"
 import { ListenError, TooManyDescriptors } from "../UpgradeError.js"
 import * as Handles from "./handles.js"
+import * as Keys from "./keys.js"
 import * as Log from "./log.js"
 import * as Native from "./native.js"
 import * as Procfs from "./procfs.js"
@@ -160,11 +161,10 @@ export class Registry {
             new ListenError({ address: name ?? "server", reason: "Failed", cause: "the server is not listening" })
           )
         }
-        const key = name !== undefined
-          ? `name:${name}`
-          : typeof address === "string"
-          ? `unix:${address}`
-          : tcpLabel(address.address, address.port)
+        const key = Keys.namedOr(
+          name,
+          typeof address === "string" ? Keys.unix(address) : Keys.tcp(address.address, address.port)
+        )
         return Effect.as(this.#checkFree(key, key), key)
       }),
       (key) => Effect.sync(() => this.#used.delete(key))
@@ -185,8 +185,8 @@ export class Registry {
     return Effect.acquireRelease(
       Effect.gen(this, function*() {
         const port = options.port ?? 0
-        const label = `${options.type}:${hostLabel(options.host)}:${port}`
-        const key = options.name !== undefined ? `name:${options.name}` : label
+        const label = Keys.udp(options.type, options.host, port)
+        const key = Keys.namedOr(options.name, label)
         yield* this.#checkFree(key, label)
         const addresses = yield* candidateAddresses(options.host, label, options.type)
         const inherited = this.#take(key, "udp") ??
@@ -210,7 +210,7 @@ export class Registry {
             ...(options.host === undefined ? {} : { address: options.host })
           }, label)
           if (options.name === undefined && port === 0) {
-            registeredKey = `${options.type}:${hostLabel(options.host)}:${socket.address().port}`
+            registeredKey = Keys.udp(options.type, options.host, socket.address().port)
           }
         }
         this.#registerPacket(registeredKey, socket)
@@ -235,7 +235,7 @@ export class Registry {
           return Effect.fail(new ListenError({ address: name ?? "udp", reason: "Failed", cause }))
         }
         const type = address.family === "IPv6" ? "udp6" : "udp4"
-        const key = name !== undefined ? `name:${name}` : `${type}:${hostLabel(address.address)}:${address.port}`
+        const key = Keys.namedOr(name, Keys.udp(type, address.address, address.port))
         return Effect.as(this.#checkFree(key, key), key)
       }),
       (key) => Effect.sync(() => this.#used.delete(key))
@@ -249,7 +249,7 @@ export class Registry {
    * shared) and the new generation owns it.
    */
   addConn(name: string, socket: Net.Socket): Effect.Effect<void, ListenError, Scope.Scope> {
-    const key = `conn:${name}`
+    const key = Keys.conn(name)
     return Effect.acquireRelease(
       Effect.suspend(() => {
         if (Handles.socketFd(socket) === undefined) {
@@ -264,7 +264,7 @@ export class Registry {
   /** Takes the connection the previous generation registered under `name`, and registers it again. */
   conn(name: string): Effect.Effect<Option.Option<Net.Socket>> {
     return Effect.sync(() => {
-      const key = `conn:${name}`
+      const key = Keys.conn(name)
       const inherited = this.#take(key, "conn")
       if (inherited === undefined) return Option.none()
       const socket = inherited.handle instanceof Net.Socket
@@ -277,7 +277,7 @@ export class Registry {
 
   /** Registers an open fd (a file, pipe or FIFO, or any raw fd) under `name`; the caller keeps owning it. */
   addFile(name: string, fd: number): Effect.Effect<void, ListenError, Scope.Scope> {
-    const key = `file:${name}`
+    const key = Keys.file(name)
     return Effect.acquireRelease(
       Effect.suspend(() => {
         try {
@@ -293,7 +293,7 @@ export class Registry {
 
   /** Takes the fd the previous generation registered under `name`, and registers it again. */
   file(name: string): Effect.Effect<Option.Option<number>> {
-    return Effect.sync(() => Option.fromNullable(this.#claimFile(`file:${name}`)))
+    return Effect.sync(() => Option.fromNullable(this.#claimFile(Keys.file(name))))
   }
 
   /** Takes every inherited fd, in the order the previous generation registered them. */
@@ -301,7 +301,7 @@ export class Registry {
     return Effect.sync(() =>
       [...this.#inherited.values()].flatMap(({ descriptor }) =>
         descriptor.kind === "file"
-          ? [{ name: descriptor.key.slice("file:".length), fd: this.#claimFile(descriptor.key)! }]
+          ? [{ name: Keys.fileName(descriptor.key) ?? descriptor.key, fd: this.#claimFile(descriptor.key)! }]
           : []
       )
     )
@@ -545,7 +545,7 @@ export class Registry {
           continue // Closed while we looked.
         }
         if (where === null || where.family === "other" || (where.family === "unix" && where.path === "")) continue
-        strays.push(where.family === "unix" ? `unix:${where.path}` : tcpLabel(where.address, where.port))
+        strays.push(where.family === "unix" ? Keys.unix(where.path) : Keys.tcp(where.address, where.port))
       }
       return strays
     }
@@ -554,8 +554,8 @@ export class Registry {
     for (const inode of Procfs.ownSockets().keys()) {
       const info = all.get(inode)
       if (info === undefined || !info.listening || known.has(inode)) continue
-      if (info.kind === "tcp") strays.push(tcpLabel(info.address, info.port))
-      else if (info.kind === "unix" && info.stream && info.path !== undefined) strays.push(`unix:${info.path}`)
+      if (info.kind === "tcp") strays.push(Keys.tcp(info.address, info.port))
+      else if (info.kind === "unix" && info.stream && info.path !== undefined) strays.push(Keys.unix(info.path))
     }
     return strays
   }
@@ -607,19 +607,14 @@ type Request =
     readonly backlog: number | undefined
   }
 
-const hostLabel = (host: string | undefined): string =>
-  host === undefined || host === "" ? "*" : host.includes(":") ? `[${host}]` : host
-
-const tcpLabel = (host: string | undefined, port: number): string => `tcp:${hostLabel(host)}:${port}`
-
 const resolveRequest = (options: ListenOptions): Effect.Effect<Request, ListenError> => {
   const name = options.name
   if (options.path !== undefined) {
     const path = isAbstract(options.path) ? options.path : Path.resolve(options.path)
-    const label = isAbstract(path) ? `unix:@${path.slice(1)}` : `unix:${path}`
+    const label = Keys.unix(path)
     return Effect.succeed({
       kind: "unix",
-      key: name === undefined ? label : `name:${name}`,
+      key: Keys.namedOr(name, label),
       label,
       name,
       path,
@@ -628,13 +623,13 @@ const resolveRequest = (options: ListenOptions): Effect.Effect<Request, ListenEr
   }
   const port = options.port ?? 0
   const host = options.host
-  const label = tcpLabel(host, port)
+  const label = Keys.tcp(host, port)
   if (!Number.isInteger(port) || port < 0 || port > 65535) {
     return Effect.fail(new ListenError({ address: label, reason: "Failed", cause: `port ${port} is out of range` }))
   }
   return Effect.map(candidateAddresses(host, label, undefined), (addresses) => ({
     kind: "tcp" as const,
-    key: name === undefined ? label : `name:${name}`,
+    key: Keys.namedOr(name, label),
     label,
     name,
     host,
@@ -719,7 +714,7 @@ const bindTcp = (server: Net.Server, request: Extract<Request, { kind: "tcp" }>)
     }, request.label)
     const address = server.address() as Net.AddressInfo
     // A port-0 listener is known to the next generation by the port it got.
-    const key = request.name === undefined && request.port === 0 ? tcpLabel(request.host, address.port) : request.key
+    const key = request.name === undefined && request.port === 0 ? Keys.tcp(request.host, address.port) : request.key
     return { key, server, boundHere: true, path: undefined, inode: undefined } satisfies ListenEntry
   })
 
