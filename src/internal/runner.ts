@@ -19,11 +19,11 @@ import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as PidFile from "../PidFile.js"
 import { NotReady, SpawnError, Stopped, UpgradeInProgress } from "../UpgradeError.js"
+import * as Announce from "./announce.js"
 import * as Errors from "./errors.js"
 import * as Handles from "./handles.js"
 import * as Log from "./log.js"
 import * as Native from "./native.js"
-import * as Notify from "./notify.js"
 import * as Procfs from "./procfs.js"
 import * as Protocol from "./protocol.js"
 import type { Handover } from "./registry.js"
@@ -72,7 +72,7 @@ export const run = Effect.fnUntraced(function*(options: Options) {
   delete env.NOTIFY_SOCKET
   const command: Spawn.Command = { execPath, args, cwd: process.cwd(), env }
   const label = options.command.join(" ")
-  const notify = Notify.make()
+  const announce = Announce.make("runner")
 
   let held = new Map<string, Held>()
   let current: Generation | undefined
@@ -242,10 +242,7 @@ export const run = Effect.fnUntraced(function*(options: Options) {
       if (stopping) return yield* new Stopped({ childPid: undefined })
       if (old === undefined) return yield* new NotReady({ pid: starting?.child.pid ?? process.pid })
       upgrading = true
-      yield* notify(["RELOADING", "1"], ["MONOTONIC_USEC", Notify.monotonicUsec()], [
-        "STATUS",
-        `starting generation ${old.number + 1}`
-      ])
+      yield* announce.reloading(old.number + 1)
       const prepared = yield* takeParked
       const next = prepared ?? (yield* start(old.number + 1, old.child.pid))
       if (prepared !== undefined) yield* Log.info(`handing over to the prepared generation (pid ${next.child.pid})`)
@@ -256,7 +253,7 @@ export const run = Effect.fnUntraced(function*(options: Options) {
       if (Exit.isFailure(result)) {
         yield* next.child.kill
         release(next)
-        yield* notify(["READY", "1"], ["STATUS", `generation ${old.number} serving; the upgrade failed`])
+        yield* announce.failed(old.number)
         return yield* Effect.failCause(result.cause)
       }
       adopt(next)
@@ -266,7 +263,7 @@ export const run = Effect.fnUntraced(function*(options: Options) {
         Effect.zipRight(next.child.post({ tableflip: "predecessor-gone" })),
         Effect.forkScoped
       )
-      yield* notify(["READY", "1"], ["STATUS", `generation ${next.number} serving (pid ${next.child.pid})`])
+      yield* announce.upgraded(next.child.pid, next.number)
       yield* Log.info(`upgraded to pid ${next.child.pid} (generation ${next.number})`)
       return { pid: next.child.pid }
     }).pipe(Effect.ensuring(Effect.sync(() => {
@@ -329,7 +326,7 @@ export const run = Effect.fnUntraced(function*(options: Options) {
       if (stopping) return Effect.void
       stopping = true
       return Effect.zipRight(
-        notify(["STOPPING", "1"], ["STATUS", `stopping on ${signal}`]),
+        announce.stopping(signal),
         Log.info(`${signal}: stopping every generation`)
       ).pipe(
         Effect.zipRight(Deferred.succeed(stopped, undefined)),
@@ -407,7 +404,7 @@ export const run = Effect.fnUntraced(function*(options: Options) {
   }
   adopt(first)
   current = first
-  yield* notify(["READY", "1"], ["MAINPID", String(process.pid)], ["STATUS", `generation 1 serving`])
+  yield* announce.ready(1)
   yield* Log.info(`serving: generation 1 is pid ${first.child.pid}`)
 
   const code = yield* Deferred.await(finished)
