@@ -15,7 +15,6 @@ import * as Exit from "effect/Exit"
 import * as FiberSet from "effect/FiberSet"
 import * as Queue from "effect/Queue"
 import type * as Scope from "effect/Scope"
-import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as PidFile from "../PidFile.js"
 import { NotReady, SpawnError, Stopped, UpgradeInProgress } from "../UpgradeError.js"
@@ -23,9 +22,8 @@ import * as Announce from "./announce.js"
 import * as Errors from "./errors.js"
 import * as Handles from "./handles.js"
 import * as Log from "./log.js"
-import * as Native from "./native.js"
-import * as Procfs from "./procfs.js"
 import * as Protocol from "./protocol.js"
+import * as Reaper from "./reaper.js"
 import type { Handover } from "./registry.js"
 import * as Spawn from "./spawn.js"
 
@@ -363,25 +361,17 @@ export const run = Effect.fnUntraced(function*(options: Options) {
   const handlers = [...STOP_SIGNALS, ...FORWARDED, "SIGHUP" as const].map((signal) =>
     [signal, onSignal(signal)] as const
   )
-  // As PID 1 (a container), orphans of the app are re-parented here and must be reaped.
-  const reaper = () => reapOrphans(live)
   yield* Effect.acquireRelease(
     Effect.sync(() => {
       for (const [signal, handler] of handlers) process.on(signal, handler)
-      if (process.pid === 1) process.on("SIGCHLD", reaper)
     }),
     () =>
       Effect.sync(() => {
         for (const [signal, handler] of handlers) process.off(signal, handler)
-        process.off("SIGCHLD", reaper)
       })
   )
-
-  if (process.pid === 1 && Native.load().addon === undefined) {
-    yield* Log.warning(
-      `running as PID 1 without the native addon, so orphans of the app stay zombies: ${Native.load().reason}`
-    )
-  }
+  // As PID 1 (a container), orphans of the app are re-parented here and must be reaped.
+  yield* Reaper.install(live)
   if (options.pidFile !== undefined) {
     const pidFile = options.pidFile
     // Whatever way the runner ends, the PID file leaves with it (unless it names another process by then).
@@ -414,27 +404,3 @@ export const run = Effect.fnUntraced(function*(options: Options) {
   for (const { handle } of held.values()) Handles.closeHandle(handle)
   return code
 })
-
-/** Reaps zombies re-parented to this process that it did not spawn (libuv reaps its own). */
-const reapOrphans = (live: ReadonlySet<Spawn.Child>) => {
-  const { addon } = Native.load()
-  if (addon === undefined) return
-  const ours = new Set([...live].map((child) => child.pid))
-  let entries: ReadonlyArray<string>
-  try {
-    entries = Fs.readdirSync("/proc")
-  } catch {
-    return // EMFILE, say: the next SIGCHLD tries again.
-  }
-  for (const entry of entries) {
-    const pid = Number(entry)
-    if (!Number.isInteger(pid) || ours.has(pid)) continue
-    const stat = Procfs.processStat(pid)
-    if (stat?.state !== "Z" || stat.ppid !== process.pid) continue
-    try {
-      addon.reap(pid)
-    } catch {
-      // Reaped meanwhile (ECHILD).
-    }
-  }
-}
