@@ -32,7 +32,7 @@ import {
   UnregisteredListener,
   UpgradeInProgress
 } from "../UpgradeError.js"
-import type { Upgrader } from "../Upgrader.js"
+import type { ExitReason, Options, Prepared, Upgraded, Upgrader } from "../Upgrader.js"
 import * as CompileCache from "./compileCache.js"
 import * as UpgradeErrors from "./errors.js"
 import * as Link from "./link.js"
@@ -42,33 +42,6 @@ import * as Protocol from "./protocol.js"
 import { type Handover, Registry } from "./registry.js"
 import * as Spawn from "./spawn.js"
 import * as Systemd from "./systemd.js"
-
-/** @internal */
-export interface Options {
-  readonly upgradeTimeout?: Duration.DurationInput | undefined
-  readonly pidFile?: string | undefined
-  readonly probation?: Duration.DurationInput | undefined
-  readonly maxStateBytes?: number | undefined
-  readonly unregisteredListeners?: "fail" | "warn" | undefined
-  readonly command?:
-    | {
-      readonly [K in keyof Spawn.Command]?: Spawn.Command[K] | undefined
-    }
-    | undefined
-}
-
-/** @internal */
-export type ExitReason = "upgraded" | "stopped"
-
-/** @internal */
-export interface Upgraded {
-  readonly pid: number
-}
-
-/** @internal */
-export interface Prepared {
-  readonly pid: number
-}
 
 /** @internal */
 export type Lifecycle = Upgrader["Type"] & {

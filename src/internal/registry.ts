@@ -12,6 +12,7 @@ import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import type * as Dgram from "node:dgram"
 import * as Net from "node:net"
+import type { ListenOptions, PacketOptions } from "../Fds.js"
 import { ListenError, TooManyDescriptors } from "../UpgradeError.js"
 import * as Binding from "./binding.js"
 import * as Entries from "./entries.js"
@@ -20,25 +21,6 @@ import * as Procfs from "./procfs.js"
 import * as Protocol from "./protocol.js"
 import * as Sockets from "./sockets.js"
 import * as Strays from "./strays.js"
-
-/** @internal */
-export interface ListenOptions {
-  readonly name?: string | undefined
-  readonly host?: string | undefined
-  readonly port?: number | undefined
-  readonly path?: string | undefined
-  readonly backlog?: number | undefined
-  readonly ipv6Only?: boolean | undefined
-}
-
-/** @internal */
-export interface PacketOptions {
-  readonly type: "udp4" | "udp6"
-  readonly name?: string | undefined
-  readonly host?: string | undefined
-  readonly port?: number | undefined
-  readonly reuseAddr?: boolean | undefined
-}
 
 /**
  * A descriptor the previous generation (or systemd) passed: the handle it

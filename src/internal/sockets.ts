@@ -12,11 +12,12 @@ import * as Dns from "node:dns"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Path from "node:path"
+import type { ListenOptions } from "../Fds.js"
 import { ListenError } from "../UpgradeError.js"
 import * as Handles from "./handles.js"
 import * as Keys from "./keys.js"
 import * as Procfs from "./procfs.js"
-import type { Inherited, ListenOptions } from "./registry.js"
+import type { Inherited } from "./registry.js"
 
 /** A listener the registry holds, and how to release it. @internal */
 export interface ListenEntry {
