@@ -76,7 +76,10 @@ export class Registry {
     return [...this.#used.keys()]
   }
 
-  /** See `Binding.listen`. */
+  /**
+   * Listens with `server` on an inherited socket when the previous generation
+   * passed a matching one, or on a new one; see `Binding.listen`.
+   */
   listen<S extends Net.Server>(options: ListenOptions, server: S): Effect.Effect<S, ListenError, Scope.Scope> {
     return Binding.listen(this, options, server)
   }
@@ -96,7 +99,10 @@ export class Registry {
     return Binding.addPacket(this, socket, name)
   }
 
-  /** See `Binding.addConn`. */
+  /**
+   * Registers a connected socket under `name`; at an upgrade it stops reading
+   * while the next generation takes it over. See `Binding.addConn`.
+   */
   addConn(name: string, socket: Net.Socket): Effect.Effect<void, ListenError, Scope.Scope> {
     return Binding.addConn(this, name, socket)
   }
@@ -133,6 +139,8 @@ export class Registry {
     this.register(Entries.file(key, inherited.fd!))
     return inherited.fd
   }
+
+  // The claims and registrations below are what `binding.ts` calls; the app reaches them only through it.
 
   /** Fails when `key` is registered already in this generation. */
   checkFree(key: string, label: string): Effect.Effect<void, ListenError> {
