@@ -31,7 +31,7 @@ import type { ListenError } from "./UpgradeError.js"
  * @since 0.1.0
  * @category models
  */
-export interface ListenOptions extends Registry.ListenOptions {
+export interface ListenOptions {
   /** Match inherited listeners by this name instead of by address. */
   readonly name?: string | undefined
   readonly host?: string | undefined
@@ -118,7 +118,7 @@ export const listen = <S extends Net.Server = Net.Server>(
  * @since 0.1.0
  * @category models
  */
-export interface PacketOptions extends Registry.PacketOptions {
+export interface PacketOptions {
   readonly type: "udp4" | "udp6"
   readonly name?: string | undefined
   readonly host?: string | undefined

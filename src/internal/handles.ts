@@ -145,3 +145,30 @@ export const closeHandle = (handle: unknown): void => {
   if (handle instanceof Net.Socket) handle.destroy()
   else (handle as { close?: () => void } | undefined)?.close?.()
 }
+
+/**
+ * What a handle that arrived over the IPC channel is, by Node's internal
+ * class name (`TCP`, `Pipe`, `UDP`) or, for a socket, `Socket`: for messages.
+ *
+ * @internal
+ */
+export const describeHandle = (handle: unknown): string =>
+  typeof handle === "object" && handle !== null ? handle.constructor.name : typeof handle
+
+/**
+ * Whether a handle that arrived over the channel is what the manifest says.
+ *
+ * @internal
+ */
+export const fits = (kind: "tcp" | "unix" | "udp" | "conn", handle: unknown): boolean => {
+  switch (kind) {
+    case "tcp":
+      return describeHandle(handle) === "TCP"
+    case "unix":
+      return describeHandle(handle) === "Pipe"
+    case "udp":
+      return describeHandle(handle) === "UDP"
+    case "conn":
+      return handle instanceof Net.Socket
+  }
+}

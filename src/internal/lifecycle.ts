@@ -22,6 +22,7 @@ import * as PidFile from "../PidFile.js"
 import type { UpgradeError } from "../UpgradeError.js"
 import { AlreadyUpgraded, NotSupported, UpgradeInProgress } from "../UpgradeError.js"
 import type { ExitReason, Options, Prepared, Upgraded, Upgrader } from "../Upgrader.js"
+import * as Announce from "./announce.js"
 import * as CompileCache from "./compileCache.js"
 import * as UpgradeErrors from "./errors.js"
 import * as Handoff from "./lifecycle/handoff.js"
@@ -29,7 +30,6 @@ import * as LifecycleState from "./lifecycle/state.js"
 import * as Successor from "./lifecycle/successor.js"
 import * as Link from "./link.js"
 import * as Log from "./log.js"
-import * as Notify from "./notify.js"
 import * as Protocol from "./protocol.js"
 import { Registry } from "./registry.js"
 import type * as Spawn from "./spawn.js"
@@ -83,7 +83,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     mayUnlink: (boundHere) => LifecycleState.mayUnlink(machine.get(), boundHere, manifest === undefined)
   })
   const handoff = Handoff.make(options.maxStateBytes)
-  const notify = Notify.make()
+  const announce = Announce.make("generation")
   Log.identify(`generation ${generation}`)
 
   const command = (): Spawn.Command => ({
@@ -124,7 +124,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     // While the previous generation lives, it tells systemd about this one: it is the main pid
     // systemd listens to, and it decides when the upgrade has succeeded (after any probation).
     if (link === undefined || (yield* Deferred.isDone(link.parentGone))) {
-      yield* notify(["READY", "1"], ["MAINPID", String(process.pid)], ["STATUS", `generation ${generation} serving`])
+      yield* announce.ready(generation)
     }
     yield* Log.info("ready")
   }).pipe(Effect.withSpan("Upgrader.ready"))
@@ -148,7 +148,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
 
   const handedOver = (pid: number) =>
     Effect.zipRight(
-      notify(["MAINPID", String(pid)], ["READY", "1"], ["STATUS", `generation ${generation + 1} serving`]),
+      announce.upgraded(pid, generation + 1),
       Effect.ignore(apply({ _tag: "Succeeded", childPid: pid }))
     ).pipe(
       Effect.zipRight(Deferred.succeed(exitReason, "upgraded")),
@@ -159,7 +159,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     Effect.ignore(apply({ _tag: "Failed" })).pipe(
       Effect.zipRight(reclaimPidFile),
       Effect.zipRight(
-        notify(["READY", "1"], ["STATUS", `generation ${generation} serving; upgrade failed: ${Cause.squash(cause)}`])
+        announce.failed(generation, String(Cause.squash(cause)))
       )
     )
 
@@ -201,11 +201,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
       yield* gate.withPermits(1)(Effect.flatMap(begin, apply)).pipe(
         Effect.tapError((error) => recordOutcome(startedAt, Exit.fail(error)))
       )
-      yield* notify(
-        ["RELOADING", "1"],
-        ["MONOTONIC_USEC", Notify.monotonicUsec()],
-        ["STATUS", `starting generation ${generation + 1}`]
-      )
+      yield* announce.reloading(generation + 1)
       // The attempt lives in the layer's scope, so closing the layer kills a pending child;
       // interrupting the caller interrupts the attempt too.
       const fiber = yield* Effect.forkIn(attempt(startedAt), scope)
@@ -238,7 +234,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     const previous = machine.get()._tag
     if (previous === "Upgraded" || previous === "Stopped") return
     yield* apply({ _tag: "Stop" })
-    yield* notify(["STOPPING", "1"], ["STATUS", "stopping"])
+    yield* announce.stopping()
     yield* Deferred.succeed(stopSignal, undefined)
     // After the signal, which ends a prepare in flight: then the parked one, if any, goes.
     yield* gate.withPermits(1)(successor.discard)

@@ -10,7 +10,6 @@ import * as Either from "effect/Either"
 import * as FiberId from "effect/FiberId"
 import * as Runtime from "effect/Runtime"
 import type * as Scope from "effect/Scope"
-import * as Net from "node:net"
 import { HandoverError } from "../UpgradeError.js"
 import * as Handles from "./handles.js"
 import * as Log from "./log.js"
@@ -163,13 +162,13 @@ export const open = (initial: Protocol.Manifest): Effect.Effect<Link, HandoverEr
       const kind = kinds.get(message.key)
       if (kind === undefined) return discard(handle, `under ${message.key}, which the manifest does not name`)
       if (received.has(message.key)) return discard(handle, `a second time under ${message.key}`)
-      if (!fits(kind, handle)) {
+      if (!Handles.fits(kind, handle)) {
         Handles.closeHandle(handle)
         return Deferred.unsafeDone(
           allReceived,
           new HandoverError({
             reason: "WrongKind",
-            detail: `${message.key} should be a ${kind} socket but arrived as ${describeHandle(handle)}`
+            detail: `${message.key} should be a ${kind} socket but arrived as ${Handles.describeHandle(handle)}`
           })
         )
       }
@@ -295,20 +294,3 @@ export const open = (initial: Protocol.Manifest): Effect.Effect<Link, HandoverEr
       requestPrepare: request("prepare")
     }
   })
-
-/** Whether a handle that arrived over the channel is what the manifest says. */
-const fits = (kind: Protocol.SocketDescriptor["kind"], handle: unknown): boolean => {
-  switch (kind) {
-    case "tcp":
-      return describeHandle(handle) === "TCP"
-    case "unix":
-      return describeHandle(handle) === "Pipe"
-    case "udp":
-      return describeHandle(handle) === "UDP"
-    case "conn":
-      return handle instanceof Net.Socket
-  }
-}
-
-const describeHandle = (handle: unknown): string =>
-  typeof handle === "object" && handle !== null ? handle.constructor.name : typeof handle

@@ -15,17 +15,15 @@ import * as Exit from "effect/Exit"
 import * as FiberSet from "effect/FiberSet"
 import * as Queue from "effect/Queue"
 import type * as Scope from "effect/Scope"
-import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as PidFile from "../PidFile.js"
 import { NotReady, SpawnError, Stopped, UpgradeInProgress } from "../UpgradeError.js"
+import * as Announce from "./announce.js"
 import * as Errors from "./errors.js"
 import * as Handles from "./handles.js"
 import * as Log from "./log.js"
-import * as Native from "./native.js"
-import * as Notify from "./notify.js"
-import * as Procfs from "./procfs.js"
 import * as Protocol from "./protocol.js"
+import * as Reaper from "./reaper.js"
 import type { Handover } from "./registry.js"
 import * as Spawn from "./spawn.js"
 
@@ -72,7 +70,7 @@ export const run = Effect.fnUntraced(function*(options: Options) {
   delete env.NOTIFY_SOCKET
   const command: Spawn.Command = { execPath, args, cwd: process.cwd(), env }
   const label = options.command.join(" ")
-  const notify = Notify.make()
+  const announce = Announce.make("runner")
 
   let held = new Map<string, Held>()
   let current: Generation | undefined
@@ -242,10 +240,7 @@ export const run = Effect.fnUntraced(function*(options: Options) {
       if (stopping) return yield* new Stopped({ childPid: undefined })
       if (old === undefined) return yield* new NotReady({ pid: starting?.child.pid ?? process.pid })
       upgrading = true
-      yield* notify(["RELOADING", "1"], ["MONOTONIC_USEC", Notify.monotonicUsec()], [
-        "STATUS",
-        `starting generation ${old.number + 1}`
-      ])
+      yield* announce.reloading(old.number + 1)
       const prepared = yield* takeParked
       const next = prepared ?? (yield* start(old.number + 1, old.child.pid))
       if (prepared !== undefined) yield* Log.info(`handing over to the prepared generation (pid ${next.child.pid})`)
@@ -256,7 +251,7 @@ export const run = Effect.fnUntraced(function*(options: Options) {
       if (Exit.isFailure(result)) {
         yield* next.child.kill
         release(next)
-        yield* notify(["READY", "1"], ["STATUS", `generation ${old.number} serving; the upgrade failed`])
+        yield* announce.failed(old.number)
         return yield* Effect.failCause(result.cause)
       }
       adopt(next)
@@ -266,7 +261,7 @@ export const run = Effect.fnUntraced(function*(options: Options) {
         Effect.zipRight(next.child.post({ tableflip: "predecessor-gone" })),
         Effect.forkScoped
       )
-      yield* notify(["READY", "1"], ["STATUS", `generation ${next.number} serving (pid ${next.child.pid})`])
+      yield* announce.upgraded(next.child.pid, next.number)
       yield* Log.info(`upgraded to pid ${next.child.pid} (generation ${next.number})`)
       return { pid: next.child.pid }
     }).pipe(Effect.ensuring(Effect.sync(() => {
@@ -329,7 +324,7 @@ export const run = Effect.fnUntraced(function*(options: Options) {
       if (stopping) return Effect.void
       stopping = true
       return Effect.zipRight(
-        notify(["STOPPING", "1"], ["STATUS", `stopping on ${signal}`]),
+        announce.stopping(signal),
         Log.info(`${signal}: stopping every generation`)
       ).pipe(
         Effect.zipRight(Deferred.succeed(stopped, undefined)),
@@ -366,25 +361,17 @@ export const run = Effect.fnUntraced(function*(options: Options) {
   const handlers = [...STOP_SIGNALS, ...FORWARDED, "SIGHUP" as const].map((signal) =>
     [signal, onSignal(signal)] as const
   )
-  // As PID 1 (a container), orphans of the app are re-parented here and must be reaped.
-  const reaper = () => reapOrphans(live)
   yield* Effect.acquireRelease(
     Effect.sync(() => {
       for (const [signal, handler] of handlers) process.on(signal, handler)
-      if (process.pid === 1) process.on("SIGCHLD", reaper)
     }),
     () =>
       Effect.sync(() => {
         for (const [signal, handler] of handlers) process.off(signal, handler)
-        process.off("SIGCHLD", reaper)
       })
   )
-
-  if (process.pid === 1 && Native.load().addon === undefined) {
-    yield* Log.warning(
-      `running as PID 1 without the native addon, so orphans of the app stay zombies: ${Native.load().reason}`
-    )
-  }
+  // As PID 1 (a container), orphans of the app are re-parented here and must be reaped.
+  yield* Reaper.install(live)
   if (options.pidFile !== undefined) {
     const pidFile = options.pidFile
     // Whatever way the runner ends, the PID file leaves with it (unless it names another process by then).
@@ -407,7 +394,7 @@ export const run = Effect.fnUntraced(function*(options: Options) {
   }
   adopt(first)
   current = first
-  yield* notify(["READY", "1"], ["MAINPID", String(process.pid)], ["STATUS", `generation 1 serving`])
+  yield* announce.ready(1)
   yield* Log.info(`serving: generation 1 is pid ${first.child.pid}`)
 
   const code = yield* Deferred.await(finished)
@@ -417,27 +404,3 @@ export const run = Effect.fnUntraced(function*(options: Options) {
   for (const { handle } of held.values()) Handles.closeHandle(handle)
   return code
 })
-
-/** Reaps zombies re-parented to this process that it did not spawn (libuv reaps its own). */
-const reapOrphans = (live: ReadonlySet<Spawn.Child>) => {
-  const { addon } = Native.load()
-  if (addon === undefined) return
-  const ours = new Set([...live].map((child) => child.pid))
-  let entries: ReadonlyArray<string>
-  try {
-    entries = Fs.readdirSync("/proc")
-  } catch {
-    return // EMFILE, say: the next SIGCHLD tries again.
-  }
-  for (const entry of entries) {
-    const pid = Number(entry)
-    if (!Number.isInteger(pid) || ours.has(pid)) continue
-    const stat = Procfs.processStat(pid)
-    if (stat?.state !== "Z" || stat.ppid !== process.pid) continue
-    try {
-      addon.reap(pid)
-    } catch {
-      // Reaped meanwhile (ECHILD).
-    }
-  }
-}

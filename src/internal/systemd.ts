@@ -4,6 +4,7 @@
  *
  * @internal
  */
+import * as Keys from "./keys.js"
 import * as Procfs from "./procfs.js"
 import type * as Protocol from "./protocol.js"
 import type { Inherited } from "./registry.js"
@@ -45,28 +46,32 @@ const describe = (
   name: string | undefined,
   info: Procfs.SocketInfo | undefined
 ): Protocol.Descriptor | undefined => {
-  const key = (fallback: string) => name === undefined ? fallback : `name:${name}`
   if (info === undefined) {
     // A FIFO or another file (ListenFIFO=, ListenSpecial=): by name only.
-    return { kind: "file", key: `file:${name ?? `systemd-${fd}`}`, fd }
+    return { kind: "file", key: Keys.file(name ?? `systemd-${fd}`), fd }
   }
   if (info.kind === "unix") {
     return info.path === undefined || !info.stream ? undefined : {
       kind: "unix",
-      key: key(`unix:${info.path}`),
+      key: Keys.namedOr(name, Keys.unix(info.path)),
       path: info.path
     }
   }
-  const host = info.address.includes(":") ? `[${info.address}]` : info.address
   if (info.kind === "tcp") {
     return {
       kind: "tcp",
-      key: key(`tcp:${host}:${info.port}`),
+      key: Keys.namedOr(name, Keys.tcp(info.address, info.port)),
       address: info.address,
       port: info.port,
       family: info.family
     }
   }
   const type = info.family === "IPv6" ? "udp6" : "udp4"
-  return { kind: "udp", key: key(`${type}:${host}:${info.port}`), type, address: info.address, port: info.port }
+  return {
+    kind: "udp",
+    key: Keys.namedOr(name, Keys.udp(type, info.address, info.port)),
+    type,
+    address: info.address,
+    port: info.port
+  }
 }
