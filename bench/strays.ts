@@ -16,7 +16,7 @@ const median = (xs: ReadonlyArray<number>) => [...xs].sort((a, b) => a - b)[Math
 const round = (x: number) => Math.round(x * 100) / 100
 
 /** Opens and closes `count` loopback connections, spread over source addresses so no port range runs dry. */
-const timeWait = async (count: number): Promise<void> => {
+export const timeWait = async (count: number): Promise<void> => {
   const server = Net.createServer((socket) => socket.on("error", () => {}))
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
   const { port } = server.address() as Net.AddressInfo
