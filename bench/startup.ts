@@ -8,6 +8,7 @@
  *   node --import tsx bench/startup.ts [--runs 15]      (after npm run build)
  */
 import * as ChildProcess from "node:child_process"
+import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { root } from "./lib.js"
 
@@ -18,7 +19,14 @@ export interface Probe {
   readonly rssMb: number
 }
 
-export const PROBES = ["bare", "effect", "tableflip", "tableflip.bundle", "tableflip.snapshot"] as const
+export const PROBES = [
+  "bare",
+  "effect",
+  "tableflip",
+  "tableflip.bundle",
+  "tableflip.snapshot",
+  "tableflip.cache"
+] as const
 export type ProbeName = typeof PROBES[number]
 
 const median = (xs: ReadonlyArray<number>) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0
@@ -40,15 +48,22 @@ const snapshot = () =>
     "build/bench/probes/tableflip.snapshot.blob"
   ], { cwd: root, stdio: "ignore" })
 
+/**
+ * Node's compile cache (Node 22.10 and later), as a generation started by an upgrade finds it:
+ * written by the generation before (the library flushes it and passes NODE_COMPILE_CACHE on).
+ */
+const compileCache = Path.join(root, "build/bench/probes/.compile-cache")
+
 const probe = (name: ProbeName): Probe => {
-  const file = Path.join(root, "build/bench/probes", name)
+  const file = Path.join(root, "build/bench/probes", name === "tableflip.cache" ? "tableflip" : name)
   const args = name.endsWith(".snapshot")
     ? ["--snapshot-blob", `${file}.blob`]
     : [name.endsWith(".bundle") ? `${file}.mjs` : `${file}.js`]
   const out = ChildProcess.execFileSync(process.execPath, args, {
     cwd: root,
     encoding: "utf8",
-    timeout: 60_000
+    timeout: 60_000,
+    env: name === "tableflip.cache" ? { ...process.env, NODE_COMPILE_CACHE: compileCache } : process.env
   })
   const line = out.split("\n").find((l) => l.startsWith("{\"wallMs\""))
   if (line === undefined) throw new Error(`probe ${name} reported nothing:\n${out}`)
@@ -59,6 +74,9 @@ const probe = (name: ProbeName): Probe => {
 export const measure = (runs: number) => {
   bundle()
   snapshot()
+  // Warm: the first run writes the cache (at its exit), as the generation before an upgrade does.
+  Fs.rmSync(compileCache, { recursive: true, force: true })
+  probe("tableflip.cache")
   const samples = new Map<ProbeName, Array<Probe>>(PROBES.map((name) => [name, []]))
   for (let i = 0; i < runs; i++) for (const name of PROBES) samples.get(name)!.push(probe(name))
   const medians = Object.fromEntries(PROBES.map((name) => {
@@ -86,7 +104,8 @@ const LABELS: Record<ProbeName, string> = {
   effect: "plain Effect app",
   tableflip: "with effect-tableflip, to ready",
   "tableflip.bundle": "the same, as a one-file bundle (scripts/bundle.mjs)",
-  "tableflip.snapshot": "the same, from a V8 start-up snapshot (scripts/snapshot.mjs)"
+  "tableflip.snapshot": "the same, from a V8 start-up snapshot (scripts/snapshot.mjs)",
+  "tableflip.cache": "compiled, with Node's compile cache warm (NODE_COMPILE_CACHE; Node 22.10+, ignored before)"
 }
 
 export const markdown = (result: ReturnType<typeof measure>): string =>
