@@ -8,7 +8,8 @@
  *
  * @internal
  */
-import * as Module from "node:module"
+// Node's built-ins that only an upgrade needs are taken when it happens (`process.getBuiltinModule`,
+// Node 20.16+): every generation would load them before `ready` otherwise.
 
 interface CompileCacheApi {
   readonly getCompileCacheDir?: () => string | undefined
@@ -17,7 +18,7 @@ interface CompileCacheApi {
 
 /** The environment for the next generation, after flushing this one's compile cache if it has one. */
 export const handOn = (env: NodeJS.ProcessEnv): NodeJS.ProcessEnv => {
-  const api = Module as unknown as CompileCacheApi
+  const api = process.getBuiltinModule("node:module") as unknown as CompileCacheApi
   const dir = api.getCompileCacheDir?.()
   if (dir === undefined || dir === "") return env
   try {

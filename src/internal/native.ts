@@ -5,7 +5,6 @@
  * @internal
  */
 import * as Fs from "node:fs"
-import { createRequire } from "node:module"
 import { fileURLToPath } from "node:url"
 
 /**
@@ -69,7 +68,11 @@ export const load = (): { readonly addon: Addon | undefined; readonly reason: st
   }
   const file = path()
   try {
-    loaded = { addon: createRequire(import.meta.url)(file) as Addon, reason: "" }
+    // node:module is taken at first use: most generations never load the addon before `ready`.
+    loaded = {
+      addon: process.getBuiltinModule("node:module").createRequire(import.meta.url)(file) as Addon,
+      reason: ""
+    }
   } catch (error) {
     const missing = !Fs.existsSync(file)
     loaded = {

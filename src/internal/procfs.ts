@@ -6,7 +6,6 @@
  * @internal
  */
 import * as Fs from "node:fs"
-import * as Os from "node:os"
 
 /** @internal */
 export type SocketInfo =
@@ -86,7 +85,8 @@ export const processIdentity = (
  * for SIGHUP and SIGUSR2 ends the process. `undefined` if it cannot be read.
  */
 export const catches = (pid: number, signal: NodeJS.Signals): boolean | undefined => {
-  const number = Os.constants.signals[signal]
+  // Taken here, for the CLI: a generation never asks, and need not load node:os.
+  const number = process.getBuiltinModule("node:os").constants.signals[signal]
   try {
     const mask = /^SigCgt:\s*([0-9a-f]+)$/m.exec(Fs.readFileSync(`/proc/${pid}/status`, "utf8"))?.[1]
     return mask === undefined ? undefined : ((BigInt(`0x${mask}`) >> BigInt(number - 1)) & 1n) === 1n

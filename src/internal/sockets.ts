@@ -8,7 +8,6 @@
  */
 import * as Effect from "effect/Effect"
 import type * as Dgram from "node:dgram"
-import * as Dns from "node:dns"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Path from "node:path"
@@ -107,6 +106,8 @@ export const candidateAddresses = (
           ? Effect.succeed([address])
           : Effect.fail(new ListenError({ address: label, reason: "Failed", cause: error }))
       )
+    // Taken when a listener names a host (not at start-up: most generations inherit their sockets).
+    const Dns = process.getBuiltinModule("node:dns")
     if (type === undefined) Dns.lookup(host, done)
     else Dns.lookup(host, type === "udp4" ? 4 : 6, done)
   })
