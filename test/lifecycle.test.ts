@@ -17,6 +17,7 @@ import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import * as TestClock from "effect/TestClock"
+import { SpawnError } from "../src/UpgradeError.js"
 import type { Options } from "../src/Upgrader.js"
 import * as Instance from "../src/internal/instance.js"
 import * as Lifecycle from "../src/internal/lifecycle.js"
@@ -86,15 +87,27 @@ const makeFake = (pid: number, manifest: Protocol.Manifest, handover: Handover) 
 const fakeSpawner = Effect.gen(function*() {
   const started = yield* Queue.unbounded<Fake>()
   let spawned = 0
-  const spawner: Successor.Spawner = (_command, manifest, handover) =>
+  let failures = 0
+  const spawner: Successor.Spawner = (command, manifest, handover) =>
     Effect.gen(function*() {
+      if (failures > 0) {
+        failures -= 1
+        return yield* new SpawnError({ command: command.execPath, cause: "the fake spawner was told to fail" })
+      }
       spawned += 1
       // Not pids of this machine's processes: nothing here may signal them.
       const fake = yield* makeFake(4_000_000 + spawned, manifest, handover)
       yield* Queue.offer(started, fake)
       return fake
     })
-  return { spawner, next: Queue.take(started), spawned: () => spawned }
+  return {
+    spawner,
+    next: Queue.take(started),
+    spawned: () => spawned,
+    failNext: () => {
+      failures += 1
+    }
+  }
 })
 
 /**
@@ -179,6 +192,19 @@ describe("the lifecycle, in-process with a fake spawner", () => {
       yield* Deferred.succeed(next.ready, undefined)
       assert.deepStrictEqual(yield* Fiber.join(second), { pid: next.pid })
       assert.strictEqual(yield* lifecycle.exit, "upgraded")
+    }))
+
+  it.scoped("a spawn that fails fails the upgrade with SpawnError; the next upgrade works", () =>
+    Effect.gen(function*() {
+      const { fakes, lifecycle } = yield* setup()
+      yield* lifecycle.ready
+      fakes.failNext()
+      const error = yield* Effect.flip(lifecycle.upgrade)
+      assert.strictEqual(error._tag, "SpawnError")
+      const second = yield* Effect.fork(lifecycle.upgrade)
+      const child = yield* fakes.next
+      yield* Deferred.succeed(child.ready, undefined)
+      assert.deepStrictEqual(yield* Fiber.join(second), { pid: child.pid })
     }))
 
   it.scoped("a child that never says ready is killed at the timeout, with UpgradeTimeout", () =>
