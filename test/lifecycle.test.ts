@@ -17,17 +17,19 @@ import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import * as TestClock from "effect/TestClock"
-import { SpawnError } from "../src/UpgradeError.js"
-import type { Options } from "../src/Upgrader.js"
 import * as Instance from "../src/internal/instance.js"
 import * as Lifecycle from "../src/internal/lifecycle.js"
 import type * as Successor from "../src/internal/lifecycle/successor.js"
 import type * as Protocol from "../src/internal/protocol.js"
 import type { Handover } from "../src/internal/registry.js"
 import type * as Spawn from "../src/internal/spawn.js"
+import { SpawnError } from "../src/UpgradeError.js"
+import type { Options } from "../src/Upgrader.js"
 
 const TIMEOUT = Duration.seconds(30)
 const PROBATION = Duration.seconds(20)
+// Coarse enough to be quick, fine enough that "after the timeout" means within one step of it.
+const STEP = Duration.seconds(5)
 
 /** A fake next generation, and what the lifecycle did to it. */
 interface Fake extends Spawn.Child {
@@ -126,7 +128,7 @@ const setup = (options: Options = {}) =>
     return { lifecycle, fakes }
   })
 
-/** Moves the test clock a second at a time until `fiber` is done; the virtual time that passed. */
+/** Moves the test clock a step at a time until `fiber` is done; the virtual time that passed. */
 const advanceUntilDone = <A, E>(fiber: Fiber.Fiber<A, E>, limit: Duration.Duration) =>
   Effect.gen(function*() {
     const start = yield* Clock.currentTimeMillis
@@ -134,7 +136,7 @@ const advanceUntilDone = <A, E>(fiber: Fiber.Fiber<A, E>, limit: Duration.Durati
       if ((yield* Clock.currentTimeMillis) - start > Duration.toMillis(limit)) {
         return yield* Effect.dieMessage(`not done within ${Duration.format(limit)} of test-clock time`)
       }
-      yield* TestClock.adjust(Duration.seconds(1))
+      yield* TestClock.adjust(STEP)
       yield* Effect.yieldNow()
     }
     return Duration.millis((yield* Clock.currentTimeMillis) - start)
