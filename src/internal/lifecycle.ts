@@ -44,8 +44,19 @@ export const DEFAULT_MAX_STATE_BYTES = Handoff.DEFAULT_MAX_STATE_BYTES
 /** @internal */
 export const DEFAULT_UPGRADE_TIMEOUT = Duration.minutes(1)
 
+/**
+ * What tests may change and users may not: not part of `Options`, so no
+ * public API carries it.
+ *
+ * @internal
+ */
+export interface Internal {
+  /** Starts the next generation; a test's fake keeps the lifecycle in-process. Default: `Spawn.spawn`. */
+  readonly spawner?: Successor.Spawner | undefined
+}
+
 /** @internal */
-export const make = Effect.fnUntraced(function*(options: Options) {
+export const make = Effect.fnUntraced(function*(options: Options, internal: Internal = {}) {
   if (process.platform === "win32") {
     return yield* new NotSupported({
       platform: process.platform,
@@ -102,7 +113,8 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     probation: Duration.decode(options.probation ?? Duration.zero),
     unregisteredListeners: options.unregisteredListeners,
     stop: stopSignal,
-    scope
+    scope,
+    spawner: internal.spawner
   })
 
   const apply = (event: LifecycleState.Event): Effect.Effect<LifecycleState.State, UpgradeError> =>

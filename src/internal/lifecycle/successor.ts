@@ -40,6 +40,15 @@ export interface Successor {
   readonly handsOverOnSuccess: boolean
 }
 
+/**
+ * How a next generation is started: `Spawn.spawn` in production; a test
+ * passes one that returns a fake `Spawn.Child` whose Deferreds it completes,
+ * so the lifecycle runs in-process without a real child.
+ *
+ * @internal
+ */
+export type Spawner = typeof Spawn.spawn
+
 /** What `spawning` needs from the lifecycle. @internal */
 export interface Spawning {
   readonly generation: number
@@ -54,6 +63,8 @@ export interface Spawning {
   readonly stop: Deferred.Deferred<void>
   /** The layer's scope: watchers of children live and end there. */
   readonly scope: Scope.Scope
+  /** Default: `Spawn.spawn`. */
+  readonly spawner?: Spawner | undefined
 }
 
 /** A prepared next generation, parked, and the files it inherited when it started. */
@@ -72,6 +83,7 @@ const ended = ({ code, signal }: Spawn.Exited) =>
 /** @internal */
 export const spawning = (ctx: Spawning): Successor => {
   let parked: Parked | undefined
+  const spawn = ctx.spawner ?? Spawn.spawn
 
   const nextManifest = (
     fds: ReadonlyArray<Protocol.Descriptor>,
@@ -139,7 +151,7 @@ export const spawning = (ctx: Spawning): Successor => {
         const handover = { ...(yield* ctx.registry.handover()), state: stateText }
         const manifest = nextManifest(handover.descriptors, stateText === undefined ? {} : { state: true })
         const prepared = yield* takeParked(handover)
-        const child = prepared ?? (yield* Spawn.spawn(ctx.command(), manifest, handover).pipe(
+        const child = prepared ?? (yield* spawn(ctx.command(), manifest, handover).pipe(
           Effect.tapError(() => Effect.sync(() => ctx.registry.settle(false)))
         ))
         yield* onSpawned(child.pid)
@@ -192,7 +204,7 @@ export const spawning = (ctx: Spawning): Successor => {
     yield* checkStrays
     const files = yield* ctx.registry.registeredFiles()
     const child = yield* Effect.acquireUseRelease(
-      Spawn.spawn(ctx.command(), nextManifest(files.descriptors, { prepared: true }), { ...files, sockets: [] }),
+      spawn(ctx.command(), nextManifest(files.descriptors, { prepared: true }), { ...files, sockets: [] }),
       (child) =>
         Log.info(`preparing generation ${ctx.generation + 1} (pid ${child.pid})`).pipe(
           Effect.zipRight(Spawn.awaitParked(child, { timeout: ctx.timeout, stop: ctx.stop })),

@@ -1,0 +1,385 @@
+/**
+ * The lifecycle in-process, through its test seam: the spawner is a fake
+ * whose "child" is a `Spawn.Child` made of Deferreds this file completes
+ * (ready, parked, unready, exited), recording what the lifecycle sends it
+ * and whether it was killed. Timeouts and probation run on `TestClock`, so
+ * every behaviour takes milliseconds. The real-process tests
+ * (upgrade, faults, prepare, attempt) keep one run per behaviour against
+ * the OS; this file is where the state machine's paths are exercised fast.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import * as Clock from "effect/Clock"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
+import * as Queue from "effect/Queue"
+import * as TestClock from "effect/TestClock"
+import * as Instance from "../src/internal/instance.js"
+import * as Lifecycle from "../src/internal/lifecycle.js"
+import type * as Successor from "../src/internal/lifecycle/successor.js"
+import type * as Protocol from "../src/internal/protocol.js"
+import type { Handover } from "../src/internal/registry.js"
+import type * as Spawn from "../src/internal/spawn.js"
+import { SpawnError } from "../src/UpgradeError.js"
+import type { Options } from "../src/Upgrader.js"
+
+const TIMEOUT = Duration.seconds(30)
+const PROBATION = Duration.seconds(20)
+// Coarse enough to be quick, fine enough that "after the timeout" means within one step of it.
+const STEP = Duration.seconds(5)
+
+/** A fake next generation, and what the lifecycle did to it. */
+interface Fake extends Spawn.Child {
+  /** The manifest and handover it was "started" with. */
+  readonly manifest: Protocol.Manifest
+  readonly handover: Handover
+  /** Completes at the first `sendSockets` or `sendGo`. */
+  readonly handed: Deferred.Deferred<void>
+  readonly record: {
+    readonly sent: Array<"sockets" | { readonly go: Protocol.Manifest }>
+    readonly posted: Array<Protocol.Message>
+    killed: boolean
+    detached: boolean
+  }
+}
+
+const makeFake = (pid: number, manifest: Protocol.Manifest, handover: Handover) =>
+  Effect.gen(function*() {
+    const exited = yield* Deferred.make<Spawn.Exited>()
+    const handed = yield* Deferred.make<void>()
+    const record: Fake["record"] = { sent: [], posted: [], killed: false, detached: false }
+    const fake: Fake = {
+      pid,
+      manifest,
+      handover,
+      handed,
+      record,
+      ready: yield* Deferred.make<void>(),
+      parked: yield* Deferred.make<void>(),
+      unready: yield* Deferred.make<string>(),
+      exited,
+      sendSockets: Effect.suspend(() => {
+        record.sent.push("sockets")
+        return Deferred.succeed(handed, undefined)
+      }),
+      sendGo: (go) =>
+        Effect.suspend(() => {
+          record.sent.push({ go })
+          return Deferred.succeed(handed, undefined)
+        }),
+      kill: Effect.suspend(() => {
+        record.killed = true
+        return Deferred.succeed(exited, { code: null, signal: "SIGKILL" })
+      }),
+      detach: Effect.sync(() => {
+        record.detached = true
+      }),
+      post: (message) =>
+        Effect.sync(() => {
+          record.posted.push(message)
+        })
+    }
+    return fake
+  })
+
+/** A spawner whose children are fakes, handed to the test in the order they were started. */
+const fakeSpawner = Effect.gen(function*() {
+  const started = yield* Queue.unbounded<Fake>()
+  let spawned = 0
+  let failures = 0
+  const spawner: Successor.Spawner = (command, manifest, handover) =>
+    Effect.gen(function*() {
+      if (failures > 0) {
+        failures -= 1
+        return yield* new SpawnError({ command: command.execPath, cause: "the fake spawner was told to fail" })
+      }
+      spawned += 1
+      // Not pids of this machine's processes: nothing here may signal them.
+      const fake = yield* makeFake(4_000_000 + spawned, manifest, handover)
+      yield* Queue.offer(started, fake)
+      return fake
+    })
+  return {
+    spawner,
+    next: Queue.take(started),
+    spawned: () => spawned,
+    failNext: () => {
+      failures += 1
+    }
+  }
+})
+
+/**
+ * A first generation (the test process has no handover in its environment)
+ * whose successors are fakes. Claims the process's one Upgrader for the scope.
+ */
+const setup = (options: Options = {}) =>
+  Effect.gen(function*() {
+    const fakes = yield* fakeSpawner
+    yield* Instance.claim("test/lifecycle.test.ts")
+    const lifecycle = yield* Lifecycle.make(
+      // The test runner's worker may hold sockets of its own; the stray check is tested in strays.test.ts.
+      { upgradeTimeout: TIMEOUT, unregisteredListeners: "warn", ...options },
+      { spawner: fakes.spawner }
+    )
+    return { lifecycle, fakes }
+  })
+
+/** Moves the test clock a step at a time until `fiber` is done; the virtual time that passed. */
+const advanceUntilDone = <A, E>(fiber: Fiber.Fiber<A, E>, limit: Duration.Duration) =>
+  Effect.gen(function*() {
+    const start = yield* Clock.currentTimeMillis
+    while (Option.isNone(yield* Fiber.poll(fiber))) {
+      if ((yield* Clock.currentTimeMillis) - start > Duration.toMillis(limit)) {
+        return yield* Effect.dieMessage(`not done within ${Duration.format(limit)} of test-clock time`)
+      }
+      yield* TestClock.adjust(STEP)
+      yield* Effect.yieldNow()
+    }
+    return Duration.millis((yield* Clock.currentTimeMillis) - start)
+  })
+
+/** Whether `effect` (an await) has completed, given every runnable fiber a turn first. */
+const isDone = <A>(effect: Effect.Effect<A>) =>
+  Effect.gen(function*() {
+    const fiber = yield* Effect.fork(effect)
+    yield* Effect.yieldNow()
+    const done = Option.isSome(yield* Fiber.poll(fiber))
+    yield* Fiber.interrupt(fiber)
+    return done
+  })
+
+describe("the lifecycle, in-process with a fake spawner", () => {
+  it.scoped("ready, then an upgrade hands over to the new generation once it is ready", () =>
+    Effect.gen(function*() {
+      const { fakes, lifecycle } = yield* setup()
+      yield* lifecycle.ready
+      const upgrade = yield* Effect.fork(lifecycle.upgrade)
+      const child = yield* fakes.next
+      assert.strictEqual(child.manifest.generation, 2)
+      assert.strictEqual(child.manifest.parentPid, process.pid)
+      assert.strictEqual(child.manifest.upgradeTimeoutMillis, Duration.toMillis(TIMEOUT))
+      assert.isUndefined(child.manifest.prepared)
+      yield* Deferred.await(child.handed)
+      yield* Deferred.succeed(child.ready, undefined)
+      assert.deepStrictEqual(yield* Fiber.join(upgrade), { pid: child.pid })
+      assert.strictEqual(yield* lifecycle.exit, "upgraded")
+      assert.deepStrictEqual(child.record.sent, ["sockets"])
+      assert.isTrue(child.record.detached, "the new generation outlives this one")
+      assert.isFalse(child.record.killed)
+      // Upgraded for good: a second upgrade is refused.
+      const again = yield* Effect.flip(lifecycle.upgrade)
+      assert.strictEqual(again._tag, "AlreadyUpgraded")
+    }))
+
+  it.scoped("a child that exits before ready fails the upgrade with ChildExited; the next upgrade works", () =>
+    Effect.gen(function*() {
+      const { fakes, lifecycle } = yield* setup()
+      yield* lifecycle.ready
+      const upgrade = yield* Effect.fork(lifecycle.upgrade)
+      const child = yield* fakes.next
+      yield* Deferred.succeed(child.exited, { code: 3, signal: null })
+      const error = yield* Effect.flip(Fiber.join(upgrade))
+      assert.strictEqual(error._tag, "ChildExited")
+      assert.strictEqual(error._tag === "ChildExited" && error.code, 3)
+      assert.isFalse(yield* isDone(lifecycle.exit), "this generation serves on")
+
+      // Back to Ready.
+      const second = yield* Effect.fork(lifecycle.upgrade)
+      const next = yield* fakes.next
+      assert.notStrictEqual(next.pid, child.pid)
+      yield* Deferred.succeed(next.ready, undefined)
+      assert.deepStrictEqual(yield* Fiber.join(second), { pid: next.pid })
+      assert.strictEqual(yield* lifecycle.exit, "upgraded")
+    }))
+
+  it.scoped("a spawn that fails fails the upgrade with SpawnError; the next upgrade works", () =>
+    Effect.gen(function*() {
+      const { fakes, lifecycle } = yield* setup()
+      yield* lifecycle.ready
+      fakes.failNext()
+      const error = yield* Effect.flip(lifecycle.upgrade)
+      assert.strictEqual(error._tag, "SpawnError")
+      const second = yield* Effect.fork(lifecycle.upgrade)
+      const child = yield* fakes.next
+      yield* Deferred.succeed(child.ready, undefined)
+      assert.deepStrictEqual(yield* Fiber.join(second), { pid: child.pid })
+    }))
+
+  it.scoped("a child that never says ready is killed at the timeout, with UpgradeTimeout", () =>
+    Effect.gen(function*() {
+      const { fakes, lifecycle } = yield* setup()
+      yield* lifecycle.ready
+      const upgrade = yield* Effect.fork(lifecycle.upgrade)
+      const child = yield* fakes.next
+      const waited = yield* advanceUntilDone(upgrade, Duration.sum(TIMEOUT, Duration.seconds(10)))
+      const error = yield* Effect.flip(Fiber.join(upgrade))
+      assert.strictEqual(error._tag, "UpgradeTimeout")
+      assert.isTrue(Duration.greaterThanOrEqualTo(waited, TIMEOUT), `gave up after ${Duration.format(waited)}`)
+      assert.isTrue(child.record.killed)
+      assert.isFalse(yield* isDone(lifecycle.exit))
+    }))
+
+  it.scoped("stop during an upgrade kills the child, fails the upgrade with Stopped, and exits \"stopped\"", () =>
+    Effect.gen(function*() {
+      const { fakes, lifecycle } = yield* setup()
+      yield* lifecycle.ready
+      const upgrade = yield* Effect.fork(lifecycle.upgrade)
+      const child = yield* fakes.next
+      yield* Deferred.await(child.handed)
+      yield* lifecycle.stop
+      // `stop` returns once the pending upgrade has ended.
+      assert.isTrue(child.record.killed)
+      const error = yield* Effect.flip(Fiber.join(upgrade))
+      assert.strictEqual(error._tag, "Stopped")
+      assert.strictEqual(error._tag === "Stopped" && error.childPid, child.pid)
+      assert.strictEqual(yield* lifecycle.exit, "stopped")
+      assert.strictEqual((yield* Effect.flip(lifecycle.upgrade))._tag, "Stopped")
+    }))
+
+  it.scoped("a second upgrade while one is in flight fails with UpgradeInProgress, naming the child", () =>
+    Effect.gen(function*() {
+      const { fakes, lifecycle } = yield* setup()
+      yield* lifecycle.ready
+      const first = yield* Effect.fork(lifecycle.upgrade)
+      const child = yield* fakes.next
+      yield* Deferred.await(child.handed)
+      const error = yield* Effect.flip(lifecycle.upgrade)
+      assert.strictEqual(error._tag, "UpgradeInProgress")
+      assert.strictEqual(error._tag === "UpgradeInProgress" && error.childPid, child.pid)
+      assert.strictEqual(fakes.spawned(), 1)
+      yield* Deferred.succeed(child.ready, undefined)
+      assert.deepStrictEqual(yield* Fiber.join(first), { pid: child.pid })
+    }))
+
+  it.scoped("an upgrade before ready fails with NotReady and starts nothing", () =>
+    Effect.gen(function*() {
+      const { fakes, lifecycle } = yield* setup()
+      const error = yield* Effect.flip(lifecycle.upgrade)
+      assert.strictEqual(error._tag, "NotReady")
+      assert.strictEqual((yield* Effect.flip(lifecycle.prepare))._tag, "NotReady")
+      assert.strictEqual(fakes.spawned(), 0)
+    }))
+
+  it.scoped("with probation, the upgrade succeeds once the child has stayed up through it", () =>
+    Effect.gen(function*() {
+      const { fakes, lifecycle } = yield* setup({ probation: PROBATION })
+      yield* lifecycle.ready
+      const upgrade = yield* Effect.fork(lifecycle.upgrade)
+      const child = yield* fakes.next
+      yield* Deferred.succeed(child.ready, undefined)
+      const waited = yield* advanceUntilDone(upgrade, Duration.sum(PROBATION, Duration.seconds(10)))
+      assert.isTrue(Duration.greaterThanOrEqualTo(waited, PROBATION), `succeeded after ${Duration.format(waited)}`)
+      assert.deepStrictEqual(yield* Fiber.join(upgrade), { pid: child.pid })
+      assert.strictEqual(yield* lifecycle.exit, "upgraded")
+    }))
+
+  it.scoped("a child that exits during probation rolls the upgrade back; this generation serves on", () =>
+    Effect.gen(function*() {
+      const { fakes, lifecycle } = yield* setup({ probation: PROBATION })
+      yield* lifecycle.ready
+      const upgrade = yield* Effect.fork(lifecycle.upgrade)
+      const child = yield* fakes.next
+      yield* Deferred.succeed(child.ready, undefined)
+      yield* Deferred.succeed(child.exited, { code: 1, signal: null })
+      const error = yield* Effect.flip(Fiber.join(upgrade))
+      assert.strictEqual(error._tag, "RolledBack")
+      assert.isFalse(child.record.detached)
+      assert.isFalse(yield* isDone(lifecycle.exit))
+
+      const second = yield* Effect.fork(lifecycle.upgrade)
+      const next = yield* fakes.next
+      yield* Deferred.succeed(next.ready, undefined)
+      yield* advanceUntilDone(second, Duration.sum(PROBATION, Duration.seconds(10)))
+      assert.deepStrictEqual(yield* Fiber.join(second), { pid: next.pid })
+    }))
+
+  it.scoped("a child that reports unready fails the upgrade with HealthCheckFailed and is killed", () =>
+    Effect.gen(function*() {
+      const { fakes, lifecycle } = yield* setup()
+      yield* lifecycle.ready
+      const upgrade = yield* Effect.fork(lifecycle.upgrade)
+      const child = yield* fakes.next
+      yield* Deferred.succeed(child.unready, "the database is unreachable")
+      const error = yield* Effect.flip(Fiber.join(upgrade))
+      assert.strictEqual(error._tag, "HealthCheckFailed")
+      assert.strictEqual(error._tag === "HealthCheckFailed" && error.reason, "the database is unreachable")
+      assert.isTrue(child.record.killed)
+      assert.isFalse(yield* isDone(lifecycle.exit))
+    }))
+
+  it.scoped("prepare parks a child; the next upgrade sends it go instead of starting another", () =>
+    Effect.gen(function*() {
+      const { fakes, lifecycle } = yield* setup()
+      yield* lifecycle.ready
+      const prepare = yield* Effect.fork(lifecycle.prepare)
+      const child = yield* fakes.next
+      assert.isTrue(child.manifest.prepared)
+      assert.deepStrictEqual(child.handover.sockets, [], "a parked child gets no socket before go")
+      yield* Deferred.succeed(child.parked, undefined)
+      assert.deepStrictEqual(yield* Fiber.join(prepare), { pid: child.pid })
+      assert.isFalse(yield* isDone(lifecycle.exit), "preparing leaves this generation Ready")
+
+      const upgrade = yield* Effect.fork(lifecycle.upgrade)
+      yield* Deferred.await(child.handed)
+      assert.strictEqual(fakes.spawned(), 1, "no second child")
+      assert.strictEqual(child.record.sent.length, 1)
+      const [sent] = child.record.sent
+      assert.isTrue(typeof sent === "object" && sent.go.generation === 2 && sent.go.prepared === undefined)
+      yield* Deferred.succeed(child.ready, undefined)
+      assert.deepStrictEqual(yield* Fiber.join(upgrade), { pid: child.pid })
+      assert.strictEqual(yield* lifecycle.exit, "upgraded")
+    }))
+
+  it.scoped("a parked child that exits is not used: the next upgrade starts one afresh", () =>
+    Effect.gen(function*() {
+      const { fakes, lifecycle } = yield* setup()
+      yield* lifecycle.ready
+      const prepare = yield* Effect.fork(lifecycle.prepare)
+      const parked = yield* fakes.next
+      yield* Deferred.succeed(parked.parked, undefined)
+      yield* Fiber.join(prepare)
+      yield* Deferred.succeed(parked.exited, { code: null, signal: "SIGTERM" })
+
+      const upgrade = yield* Effect.fork(lifecycle.upgrade)
+      const fresh = yield* fakes.next
+      assert.notStrictEqual(fresh.pid, parked.pid)
+      assert.isUndefined(fresh.manifest.prepared)
+      yield* Deferred.succeed(fresh.ready, undefined)
+      assert.deepStrictEqual(yield* Fiber.join(upgrade), { pid: fresh.pid })
+      assert.deepStrictEqual(parked.record.sent, [], "the dead parked child was sent nothing")
+      assert.deepStrictEqual(fresh.record.sent, ["sockets"])
+    }))
+
+  it.scoped("stop kills a parked child", () =>
+    Effect.gen(function*() {
+      const { fakes, lifecycle } = yield* setup()
+      yield* lifecycle.ready
+      const prepare = yield* Effect.fork(lifecycle.prepare)
+      const parked = yield* fakes.next
+      yield* Deferred.succeed(parked.parked, undefined)
+      yield* Fiber.join(prepare)
+      yield* lifecycle.stop
+      assert.isTrue(parked.record.killed)
+      assert.strictEqual(yield* lifecycle.exit, "stopped")
+    }))
+
+  it.effect("closing the lifecycle's scope during an upgrade kills the child and ends the upgrade", () =>
+    Effect.gen(function*() {
+      const { child, upgrade } = yield* Effect.scoped(Effect.gen(function*() {
+        const { fakes, lifecycle } = yield* setup()
+        yield* lifecycle.ready
+        // Forked outside the lifecycle's scope, as a caller would be.
+        const upgrade = yield* Effect.forkDaemon(lifecycle.upgrade)
+        const child = yield* fakes.next
+        yield* Deferred.await(child.handed)
+        return { child, upgrade }
+      }))
+      assert.isTrue(child.record.killed)
+      // Stopped, or interrupted with the attempt, depending on which finalizer reaches it first.
+      assert.isTrue(Exit.isFailure(yield* Fiber.await(upgrade)))
+    }))
+})
