@@ -32,15 +32,15 @@
  *
  * @since 0.2.0
  */
-import * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Fds from "./Fds.js"
 import * as Directory from "./internal/directory.js"
 import * as Instance from "./internal/instance.js"
+import * as Services from "./internal/services.js"
 import type { DirectoryError, DuplicateUpgrader, NotSupported } from "./UpgradeError.js"
-import { Upgrader } from "./Upgrader.js"
+import type { Upgrader } from "./Upgrader.js"
 
 /**
  * @since 0.2.0
@@ -70,10 +70,6 @@ export const layer = (
   Layer.scopedContext(
     // One Upgrader per process, of either kind.
     Effect.zipRight(Instance.claim("DirectoryUpgrader.layer"), Directory.make(options)).pipe(
-      Effect.map(({ registry, upgrader }) =>
-        Context.make(Upgrader, upgrader).pipe(
-          Context.add(Fds.Fds, Fds.fromRegistry(registry))
-        )
-      )
+      Effect.map(({ registry, upgrader }) => Services.context(upgrader, Fds.fromRegistry(registry)))
     )
   )

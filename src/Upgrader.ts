@@ -35,6 +35,7 @@ import * as Durations from "./internal/duration.js"
 import * as Instance from "./internal/instance.js"
 import * as Lifecycle from "./internal/lifecycle.js"
 import * as Log from "./internal/log.js"
+import * as Services from "./internal/services.js"
 import type {
   DuplicateUpgrader,
   HandoverError,
@@ -244,10 +245,7 @@ export const make = (
 export const layer = (
   options: Options = {}
 ): Layer.Layer<Upgrader | Fds.Fds, HandoverError | NotSupported | DuplicateUpgrader> =>
-  Layer.scopedContext(Effect.map(make(options), ({ fds, upgrader }) =>
-    Context.make(Upgrader, upgrader).pipe(
-      Context.add(Fds.Fds, fds)
-    )))
+  Layer.scopedContext(Effect.map(make(options), ({ fds, upgrader }) => Services.context(upgrader, fds)))
 
 /**
  * Runs an application built as a layer (an `HttpServer.serve()` layer, say)

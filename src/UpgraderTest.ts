@@ -25,6 +25,7 @@ import * as Layer from "effect/Layer"
 import * as Ref from "effect/Ref"
 import * as Fds from "./Fds.js"
 import { Registry } from "./internal/registry.js"
+import * as Services from "./internal/services.js"
 import type { StateError, UpgradeError } from "./UpgradeError.js"
 import { NotSupported } from "./UpgradeError.js"
 import type { ExitReason, Prepared, Upgraded } from "./Upgrader.js"
@@ -129,11 +130,10 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
  * @category layers
  */
 export const layer = (options: Options = {}): Layer.Layer<Upgrader | Fds.Fds | UpgraderTest> =>
-  Layer.effectContext(Effect.map(make(options), ({ fds, test, upgrader }) =>
-    Context.make(Upgrader, upgrader).pipe(
-      Context.add(Fds.Fds, fds),
-      Context.add(UpgraderTest, test)
-    )))
+  Layer.effectContext(
+    Effect.map(make(options), ({ fds, test, upgrader }) =>
+      Context.add(Services.context(upgrader, fds), UpgraderTest, test))
+  )
 
 /**
  * Completes the stub's `exit`.
