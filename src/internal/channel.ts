@@ -23,12 +23,12 @@
  *
  * @internal
  */
-import type * as ChildProcess from "node:child_process"
 import * as Data from "effect/Data"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as FiberId from "effect/FiberId"
 import * as Runtime from "effect/Runtime"
+import type * as ChildProcess from "node:child_process"
 import * as Handles from "./handles.js"
 import * as Log from "./log.js"
 import type {
@@ -43,29 +43,29 @@ import type {
   UpgradeRequest
 } from "./messages.js"
 import { decode } from "./messages.js"
-import * as Protocol from "./protocol.js"
+import type * as Protocol from "./protocol.js"
 
 export type {
-  SocketOut,
-  StateMessage,
-  Go,
-  UpgradeAnswer,
-  PrepareAnswer,
-  ExitMessage,
-  Stop,
-  PredecessorGone,
-  ToChild,
-  SocketUp,
-  Ready,
-  Unready,
-  Parked,
-  UpgradeRequest,
-  PrepareRequest,
-  ToParent,
-  Message,
-  RequestKind,
+  Decoded,
   Decoders,
-  Decoded
+  ExitMessage,
+  Go,
+  Message,
+  Parked,
+  PredecessorGone,
+  PrepareAnswer,
+  PrepareRequest,
+  Ready,
+  RequestKind,
+  SocketOut,
+  SocketUp,
+  StateMessage,
+  Stop,
+  ToChild,
+  ToParent,
+  Unready,
+  UpgradeAnswer,
+  UpgradeRequest
 } from "./messages.js"
 export { decode, fromChild, fromParent } from "./messages.js"
 
@@ -215,7 +215,10 @@ export interface Requests {
  */
 export const requests = (post: (message: UpgradeRequest | PrepareRequest) => Effect.Effect<void>): Requests => {
   let next = 1
-  const pending = new Map<number, { readonly kind: RequestKind; readonly answer: Deferred.Deferred<Protocol.UpgradeResult | undefined> }>()
+  const pending = new Map<
+    number,
+    { readonly kind: RequestKind; readonly answer: Deferred.Deferred<Protocol.UpgradeResult | undefined> }
+  >()
   return {
     request: (kind) =>
       Effect.suspend(() => {

@@ -42,7 +42,11 @@ export type Serialized = { readonly _tag: string } & Record<string, unknown>
 export const serialize = (error: UpgradeError): Serialized => {
   const fields: Record<string, unknown> = { _tag: error._tag }
   for (const [key, value] of Object.entries(error)) {
-    fields[key] = Duration.isDuration(value) ? Duration.toMillis(value) : key === "cause" ? String(value) : value
+    fields[key] = Duration.isDuration(value) ? Duration.toMillis(value) : value
+  }
+  // `Data.Error` keeps `cause` as the standard, non-enumerable property: sent as the text the message shows.
+  if ("cause" in error && error.cause !== undefined) {
+    fields.cause = error.cause instanceof Error ? error.cause.message : String(error.cause)
   }
   return fields as Serialized
 }

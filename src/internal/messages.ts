@@ -200,4 +200,3 @@ export const decode = <M extends Message>(decoders: Decoders<M>, raw: unknown): 
     ? { _tag: "Message", message: decoded.right }
     : { _tag: "Malformed", tag: tag as M["tableflip"], reason: decoded.left }
 }
-

@@ -282,8 +282,7 @@ export const run = Effect.fnUntraced(function*(options: Options) {
   const answer = (child: Spawn.Child, request: Channel.UpgradeRequest | Channel.PrepareRequest) =>
     (upgrading ? Effect.fail(new UpgradeInProgress({ childPid: undefined })) : recorded(request.tableflip)).pipe(
       Effect.matchEffect({
-        onFailure: (error) =>
-          child.post(Channel.answerTo(request, { _tag: "Failed", error: Errors.serialize(error) })),
+        onFailure: (error) => child.post(Channel.answerTo(request, { _tag: "Failed", error: Errors.serialize(error) })),
         onSuccess: ({ pid }) => child.post(Channel.answerTo(request, { _tag: "Upgraded", pid }))
       })
     )
