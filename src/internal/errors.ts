@@ -1,7 +1,12 @@
 /**
  * Upgrade errors carried out of the process: across the runner's IPC channel,
  * which carries JSON (sent as their tag and fields, durations in ms, rebuilt
- * as the same typed errors), and into the outcome record beside the PID file.
+ * as the same typed errors from a registry of their classes), and into the
+ * outcome record beside the PID file.
+ *
+ * Not `Schema.TaggedError`: the errors are `Data.TaggedError`s in the public
+ * API, and this module loads with the lifecycle before `ready`, where loading
+ * Schema costs a generation ~160 ms of start-up (issue 16).
  *
  * @internal
  */
@@ -37,48 +42,66 @@ export type Serialized = { readonly _tag: string } & Record<string, unknown>
 export const serialize = (error: UpgradeError): Serialized => {
   const fields: Record<string, unknown> = { _tag: error._tag }
   for (const [key, value] of Object.entries(error)) {
-    fields[key] = Duration.isDuration(value) ? Duration.toMillis(value) : key === "cause" ? String(value) : value
+    fields[key] = Duration.isDuration(value) ? Duration.toMillis(value) : value
+  }
+  // `Data.Error` keeps `cause` as the standard, non-enumerable property: sent as the text the message shows.
+  if ("cause" in error && error.cause !== undefined) {
+    fields.cause = error.cause instanceof Error ? error.cause.message : String(error.cause)
   }
   return fields as Serialized
 }
 
-/** @internal */
+/**
+ * The classes an upgrade can fail with, by tag. Typed from the `UpgradeError`
+ * union, so a new member missing here does not compile. `SpawnError` is
+ * revived apart: it is also what an error of a tag this build does not know
+ * (from a newer runner) becomes.
+ */
+const classes: {
+  readonly [E in Exclude<UpgradeError, SpawnError> as E["_tag"]]: new(fields: any) => E
+} = {
+  NotSupported,
+  NotReady,
+  ParentNotExited,
+  UpgradeInProgress,
+  AlreadyUpgraded,
+  Stopped,
+  ChildExited,
+  HealthCheckFailed,
+  StateError,
+  RolledBack,
+  UpgradeTimeout,
+  TooManyDescriptors,
+  UnregisteredListener
+}
+
+type DurationField<E> = { readonly [K in keyof E]-?: E[K] extends Duration.Duration ? K : never }[keyof E]
+
+/**
+ * The fields that travel as milliseconds, by tag; typed so that a new
+ * Duration field missing here does not compile.
+ */
+const durations: {
+  readonly [E in UpgradeError as [DurationField<E>] extends [never] ? never : E["_tag"]]: ReadonlyArray<
+    DurationField<E>
+  >
+} = {
+  RolledBack: ["probation"],
+  UpgradeTimeout: ["timeout"]
+}
+
+const isKnown = (tag: string): tag is keyof typeof classes => Object.hasOwn(classes, tag)
+
+/** Rebuilds the typed error `serialize` sent, with its fields; a tag this build does not know becomes a `SpawnError`. */
 export const revive = (error: Serialized): UpgradeError => {
-  const e = error as any
-  switch (error._tag) {
-    case "NotSupported":
-      return new NotSupported({ platform: e.platform, reason: e.reason })
-    case "NotReady":
-      return new NotReady({ pid: e.pid })
-    case "ParentNotExited":
-      return new ParentNotExited({ parentPid: e.parentPid })
-    case "UpgradeInProgress":
-      return new UpgradeInProgress({ childPid: e.childPid })
-    case "AlreadyUpgraded":
-      return new AlreadyUpgraded({ childPid: e.childPid })
-    case "Stopped":
-      return new Stopped({ childPid: e.childPid })
-    case "ChildExited":
-      return new ChildExited({ pid: e.pid, code: e.code, signal: e.signal })
-    case "RolledBack":
-      return new RolledBack({ pid: e.pid, code: e.code, signal: e.signal, probation: Duration.millis(e.probation) })
-    case "UpgradeTimeout":
-      return new UpgradeTimeout({
-        pid: e.pid,
-        timeout: Duration.millis(e.timeout),
-        ...(e.phase === "prepare" ? { phase: "prepare" } : {})
-      })
-    case "TooManyDescriptors":
-      return new TooManyDescriptors({ count: e.count, max: e.max })
-    case "UnregisteredListener":
-      return new UnregisteredListener({ addresses: e.addresses })
-    case "HealthCheckFailed":
-      return new HealthCheckFailed({ pid: e.pid, reason: e.reason })
-    case "StateError":
-      return new StateError({ key: e.key, reason: e.reason, detail: e.detail })
-    default:
-      return new SpawnError({ command: String(e.command ?? "the runner"), cause: e.cause ?? error._tag })
+  const { _tag: tag, ...fields } = error
+  if (!isKnown(tag)) {
+    return new SpawnError({ command: String(fields.command ?? "the runner"), cause: fields.cause ?? tag })
   }
+  for (const key of (durations as Readonly<Record<string, ReadonlyArray<string>>>)[tag] ?? []) {
+    fields[key] = Duration.millis(fields[key] as number)
+  }
+  return new classes[tag](fields)
 }
 
 /**

@@ -7,12 +7,10 @@ import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
-import * as FiberId from "effect/FiberId"
-import * as Runtime from "effect/Runtime"
 import type * as Scope from "effect/Scope"
 import { HandoverError } from "../UpgradeError.js"
+import * as Channel from "./channel.js"
 import * as Handles from "./handles.js"
-import * as Log from "./log.js"
 import * as Protocol from "./protocol.js"
 import type { Inherited } from "./registry.js"
 
@@ -90,25 +88,14 @@ export const open = (initial: Protocol.Manifest): Effect.Effect<Link, HandoverEr
     if (supervised && initial.generation === 1) Deferred.unsafeDone(predecessorGone, Effect.void)
     const exitRequested = yield* Deferred.make<number>()
     const stopRequested = yield* Deferred.make<void>()
-    // One request of each kind at a time: the lifecycle's own checks see to that.
-    const answers: {
-      upgrade?: Deferred.Deferred<Protocol.UpgradeResult | undefined> | undefined
-      prepare?: Deferred.Deferred<Protocol.UpgradeResult | undefined> | undefined
-    } = {}
 
-    const runtime = yield* Effect.runtime<never>()
-    // A socket nobody will claim: left alone, it would stay open in this process for good.
-    const discard = (handle: unknown, why: string) => {
-      Handles.closeHandle(handle)
-      Runtime.runFork(runtime)(
-        Log.warning(`closed a socket the previous generation (pid ${initial.parentPid}) sent ${why}`)
-      )
-    }
-    const onGo = (message: Protocol.Message) => {
+    // The manifest arrives raw: a malformed `go` is checked here too, so that it fails this
+    // generation with what is wrong instead of leaving it parked.
+    const onGo = (raw: unknown) => {
       if (!prepared || started) return
-      const checked = message.manifest === undefined
+      const checked = raw === undefined
         ? Either.left(new HandoverError({ reason: "Malformed", detail: "the go message carries no manifest" }))
-        : Protocol.validate(message.manifest, "the go message")
+        : Protocol.validate(raw, "the go message")
       if (Either.isLeft(checked)) return void Deferred.unsafeDone(go, Effect.fail(checked.left))
       const files = (m: Protocol.Manifest) => JSON.stringify(m.fds.filter((d) => d.kind === "file"))
       if (files(checked.right) !== files(initial)) {
@@ -124,41 +111,11 @@ export const open = (initial: Protocol.Manifest): Effect.Effect<Link, HandoverEr
       }
       expect(checked.right)
     }
-    const onMessage = (message: unknown, handle: unknown) => {
-      if (!Protocol.isMessage(message)) return
-      if (handle !== undefined && (message.tableflip !== "descriptor" || message.key === undefined)) {
-        return discard(handle, `with a ${JSON.stringify(message.tableflip)} message, which carries none`)
-      }
-      if (message.tableflip === "go") return onGo(message)
-      // Before `go` a prepared generation expects nothing else.
-      if (!started) return handle === undefined ? undefined : discard(handle, "before go")
-      if (supervised) {
-        switch (message.tableflip) {
-          case "exit":
-            return Deferred.unsafeDone(
-              exitRequested,
-              Effect.succeed(message.result?._tag === "Upgraded" ? message.result.pid : 0)
-            )
-          case "stop":
-            return Deferred.unsafeDone(stopRequested, Effect.void)
-          case "predecessor-gone":
-            return Deferred.unsafeDone(predecessorGone, Effect.void)
-          case "upgrade-result":
-          case "prepare-result": {
-            const kind = message.tableflip === "upgrade-result" ? "upgrade" : "prepare"
-            const waiting = answers[kind]
-            answers[kind] = undefined
-            if (waiting !== undefined) Deferred.unsafeDone(waiting, Effect.succeed(message.result))
-            return
-          }
-        }
-      }
-      if (message.tableflip === "state" && typeof message.state === "string") {
-        state = message.state
-        if (complete()) Deferred.unsafeDone(allReceived, Effect.void)
-        return
-      }
-      if (message.tableflip !== "descriptor" || message.key === undefined || handle === undefined) return
+    const onState = (message: Channel.StateMessage) => {
+      state = message.state
+      if (complete()) Deferred.unsafeDone(allReceived, Effect.void)
+    }
+    const onSocket = (discard: Channel.Receiver["discard"]) => (message: Channel.SocketOut, handle: object) => {
       const kind = kinds.get(message.key)
       if (kind === undefined) return discard(handle, `under ${message.key}, which the manifest does not name`)
       if (received.has(message.key)) return discard(handle, `a second time under ${message.key}`)
@@ -175,6 +132,37 @@ export const open = (initial: Protocol.Manifest): Effect.Effect<Link, HandoverEr
       received.set(message.key, handle)
       if (complete()) Deferred.unsafeDone(allReceived, Effect.void)
     }
+    // With a callback, a channel that broke (the parent died) is no error here: nobody is left to tell.
+    const send = (message: Channel.ToParent, handle?: object) => Effect.ignore(Channel.send(process, message, handle))
+    const requests = Channel.requests(send)
+
+    // Before `go` a prepared generation expects nothing else; only a runner's generations hear the runner.
+    const afterGo = <M extends Channel.ToChild>(
+      discard: Channel.Receiver["discard"],
+      handler: (message: M, handle: object) => void
+    ) =>
+    (message: M, handle: object) => {
+      if (started) handler(message, handle)
+      else discard(handle, "before go")
+    }
+    const fromRunner = <M extends Channel.ToChild>(handler: (message: M) => void) => (message: M) => {
+      if (started && supervised) handler(message)
+    }
+    const { receive } = yield* Channel.receiver(
+      Channel.fromParent,
+      `the previous generation (pid ${initial.parentPid})`,
+      (discard) => ({
+        go: ({ manifest }) => onGo(manifest),
+        descriptor: afterGo(discard, onSocket(discard)),
+        state: (message) => started ? onState(message) : undefined,
+        exit: fromRunner(({ result }) => Deferred.unsafeDone(exitRequested, Effect.succeed(result.pid))),
+        stop: fromRunner(() => Deferred.unsafeDone(stopRequested, Effect.void)),
+        "predecessor-gone": fromRunner(() => Deferred.unsafeDone(predecessorGone, Effect.void)),
+        "upgrade-result": fromRunner(requests.answer),
+        "prepare-result": fromRunner(requests.answer)
+      }),
+      { go: (raw) => onGo(raw.manifest) }
+    )
     const missing = () => {
       const keys = [...expected].filter((key) => !received.has(key))
       if (manifest.state === true && state === undefined) keys.push("its state")
@@ -189,9 +177,7 @@ export const open = (initial: Protocol.Manifest): Effect.Effect<Link, HandoverEr
           detail: `the previous generation (pid ${initial.parentPid}) went away while this generation was parked`
         })
       )
-      for (const waiting of [answers.upgrade, answers.prepare]) {
-        if (waiting !== undefined) Deferred.unsafeDone(waiting, Effect.succeed(undefined))
-      }
+      requests.abandon()
       Deferred.unsafeDone(
         allReceived,
         new HandoverError({
@@ -204,23 +190,16 @@ export const open = (initial: Protocol.Manifest): Effect.Effect<Link, HandoverEr
     }
     yield* Effect.acquireRelease(
       Effect.sync(() => {
-        process.on("message", onMessage)
+        process.on("message", receive)
         process.on("disconnect", onDisconnect)
         if (!process.connected) onDisconnect()
       }),
       () =>
         Effect.sync(() => {
-          process.off("message", onMessage)
+          process.off("message", receive)
           process.off("disconnect", onDisconnect)
         })
     )
-    // With a callback, a channel that broke (the parent died) is an error here, not a crash.
-    const send = (message: Protocol.Message, handle?: object) =>
-      Effect.async<void>((resume) => {
-        if (!process.connected || process.send === undefined) return resume(Effect.void)
-        process.send(message, handle as never, { keepOpen: true }, () => resume(Effect.void))
-      })
-
     if (prepared) {
       // Parked for as long as the parent lives: its `go`, or its exit, ends the wait.
       yield* send({ tableflip: "parked" })
@@ -266,13 +245,8 @@ export const open = (initial: Protocol.Manifest): Effect.Effect<Link, HandoverEr
         return Effect.zipRight(handUp, send({ tableflip: "ready" }))
       })
 
-    const request = (kind: "upgrade" | "prepare") =>
-      Effect.suspend(() => {
-        if (!process.connected) return Effect.succeed(undefined)
-        const deferred = Deferred.unsafeMake<Protocol.UpgradeResult | undefined>(FiberId.none)
-        answers[kind] = deferred
-        return Effect.zipRight(send({ tableflip: kind }), Deferred.await(deferred))
-      })
+    const request = (kind: Channel.RequestKind) =>
+      Effect.suspend(() => process.connected ? requests.request(kind) : Effect.succeed(undefined))
 
     return {
       manifest,

@@ -12,6 +12,8 @@
  * - the environment variable `EFFECT_TABLEFLIP_HANDOVER`: the manifest, a
  *   versioned JSON document naming every descriptor.
  *
+ * Every message on the channel is typed and checked in `channel.ts`.
+ *
  * Sockets travel as handles because the kernel delivers them close-on-exec:
  * any number of them stays out of the processes the application spawns.
  * Inherited fds get that only from Node's start-up, which marks fds 0-16
@@ -150,7 +152,8 @@ const object = (value: unknown, path: string): Readonly<Record<string, unknown>>
   return value as Record<string, unknown>
 }
 
-const string = (value: unknown, path: string): string => {
+/** A string field, for decoders built on `descriptor`. */
+export const string = (value: unknown, path: string): string => {
   if (typeof value !== "string") throw new Mismatch(path, "a string", value)
   return value
 }
@@ -167,7 +170,8 @@ const int = (value: unknown, path: string, min: number, max: number): number => 
   return value
 }
 
-const oneOf = <L extends string>(value: unknown, path: string, literals: ReadonlyArray<L>): L => {
+/** One of `literals`, for decoders built on `descriptor`. */
+export const oneOf = <L extends string>(value: unknown, path: string, literals: ReadonlyArray<L>): L => {
   if (!(literals as ReadonlyArray<unknown>).includes(value)) {
     throw new Mismatch(path, `one of ${literals.map((l) => JSON.stringify(l)).join(", ")}`, value)
   }
@@ -184,6 +188,9 @@ const optional = <K extends string, A>(
   from[key] === undefined ? {} : ({ [key]: check(from[key], `${path}.${key}`) } as { [P in K]?: A })
 
 const MAX_PID = 2 ** 31 - 1
+
+/** A process id field, for decoders built on `descriptor`. */
+export const pid = (value: unknown, path: string): number => int(value, path, 1, MAX_PID)
 
 /** An integer field, for decoders built on `descriptor`. */
 export const integer = (value: unknown, path: string): number =>
@@ -272,51 +279,12 @@ export const check = <A>(value: unknown, check: (value: unknown) => A): Either.E
 }
 
 /**
- * A message on the IPC channel that belongs to the protocol.
- *
- * Parent to child: `descriptor` (with a socket handle), then `state`. Child
- * to parent: `ready`, or `unready` (its readiness check failed). A prepared
- * child first says `parked`, and the parent's `go` (with the manifest)
- * precedes the sockets. With a runner, also child to runner: `descriptor` (with the
- * handle and its `descriptor`, before `ready`) and `upgrade`; runner to child:
- * `upgrade-result`, `exit` (step down: the next generation is ready), `stop`
- * (the service stops) and `predecessor-gone`; `prepare` is answered by
- * `prepare-result`, whose `Upgraded` names the parked generation.
+ * What a runner answers to `upgrade` or `prepare` (the messages themselves
+ * are typed and checked in `channel.ts`).
  */
-export interface Message {
-  readonly tableflip:
-    | "descriptor"
-    | "state"
-    | "ready"
-    | "unready"
-    | "upgrade"
-    | "upgrade-result"
-    | "exit"
-    | "stop"
-    | "predecessor-gone"
-    | "parked"
-    | "go"
-    | "prepare"
-    | "prepare-result"
-  readonly key?: string
-  readonly descriptor?: SocketDescriptor
-  readonly result?: UpgradeResult
-  /** `state`: JSON, one encoded value per key. */
-  readonly state?: string
-  /** `unready`: why the readiness check failed. */
-  readonly reason?: string
-  /** `go`: the manifest a prepared generation takes over with. */
-  readonly manifest?: Manifest
-}
-
-/** What a runner answers to `upgrade`. */
 export type UpgradeResult =
   | { readonly _tag: "Upgraded"; readonly pid: number }
   | { readonly _tag: "Failed"; readonly error: { readonly _tag: string } & Record<string, unknown> }
-
-/** @internal */
-export const isMessage = (message: unknown): message is Message =>
-  typeof message === "object" && message !== null && typeof (message as Message).tableflip === "string"
 
 /** @internal */
 export const encode = (manifest: Manifest): string => JSON.stringify(manifest)

@@ -19,6 +19,7 @@ import * as Os from "node:os"
 import * as PidFile from "../PidFile.js"
 import { NotReady, SpawnError, Stopped, UpgradeInProgress } from "../UpgradeError.js"
 import * as Announce from "./announce.js"
+import * as Channel from "./channel.js"
 import * as Errors from "./errors.js"
 import * as Handles from "./handles.js"
 import * as Log from "./log.js"
@@ -116,27 +117,22 @@ export const run = Effect.fnUntraced(function*(options: Options) {
   const start = (number: number, predecessorPid: number | undefined, prepared = false) =>
     Effect.gen(function*() {
       const offered = new Map<string, Held>()
-      // Set once spawned; the child cannot ask to upgrade before that.
-      const self: { generation?: Generation } = {}
       const child = yield* Spawn.spawn(
         command,
         manifestFor(number, predecessorPid, prepared ? { prepared: true } : {}),
         prepared ? { descriptors: [], sockets: [], fds: [] } : handover(),
-        (message, handle) => {
-          if (message.tableflip === "descriptor" && message.descriptor !== undefined && typeof handle === "object") {
+        (child) => ({
+          descriptor: ({ descriptor }, handle) => {
             // A second socket under one key would replace the first, which nobody would close.
-            if (offered.has(message.descriptor.key)) Handles.closeHandle(handle)
-            else offered.set(message.descriptor.key, { descriptor: message.descriptor, handle: handle! })
-          } else if (message.tableflip === "upgrade" && self.generation !== undefined) {
-            runFork(answer(self.generation, "upgrade"))
-          } else if (message.tableflip === "prepare" && self.generation !== undefined) {
-            runFork(answer(self.generation, "prepare"))
-          }
-        }
+            if (offered.has(descriptor.key)) Handles.closeHandle(handle)
+            else offered.set(descriptor.key, { descriptor, handle })
+          },
+          upgrade: (request) => runFork(answer(child, request)),
+          prepare: (request) => runFork(answer(child, request))
+        })
       )
       live.add(child)
       const generation: Generation = { number, child, offered }
-      self.generation = generation
       // Watched before anything can fail, so that every child leaves `live` when it exits.
       yield* Deferred.await(child.exited).pipe(
         Effect.tap(() => live.delete(child)),
@@ -283,16 +279,11 @@ export const run = Effect.fnUntraced(function*(options: Options) {
     })
 
   // A generation asked for an upgrade or a prepare: answer it, typed.
-  const answer = (generation: Generation, kind: "upgrade" | "prepare") =>
-    (upgrading ? Effect.fail(new UpgradeInProgress({ childPid: undefined })) : recorded(kind)).pipe(
+  const answer = (child: Spawn.Child, request: Channel.UpgradeRequest | Channel.PrepareRequest) =>
+    (upgrading ? Effect.fail(new UpgradeInProgress({ childPid: undefined })) : recorded(request.tableflip)).pipe(
       Effect.matchEffect({
-        onFailure: (error) =>
-          generation.child.post({
-            tableflip: `${kind}-result`,
-            result: { _tag: "Failed", error: Errors.serialize(error) }
-          }),
-        onSuccess: ({ pid }) =>
-          generation.child.post({ tableflip: `${kind}-result`, result: { _tag: "Upgraded", pid } })
+        onFailure: (error) => child.post(Channel.answerTo(request, { _tag: "Failed", error: Errors.serialize(error) })),
+        onSuccess: ({ pid }) => child.post(Channel.answerTo(request, { _tag: "Upgraded", pid }))
       })
     )
 

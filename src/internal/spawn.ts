@@ -10,6 +10,7 @@ import * as Effect from "effect/Effect"
 import * as ChildProcess from "node:child_process"
 import type { UpgradeError } from "../UpgradeError.js"
 import { ChildExited, HealthCheckFailed, RolledBack, SpawnError, Stopped, UpgradeTimeout } from "../UpgradeError.js"
+import * as Channel from "./channel.js"
 import * as Log from "./log.js"
 import * as Protocol from "./protocol.js"
 import type { Handover } from "./registry.js"
@@ -58,8 +59,24 @@ export interface Child {
   /** Lets the child outlive this process; keeps the channel open until this process exits. */
   readonly detach: Effect.Effect<void>
   /** Sends a protocol message; a broken channel (the child died) is ignored. */
-  readonly post: (message: Protocol.Message) => Effect.Effect<void>
+  readonly post: (message: Channel.ToChild) => Effect.Effect<void>
 }
+
+/**
+ * What a runner does with the messages only its generations send: the
+ * listeners they hand up, and their requests. Given the child, so that an
+ * answer knows where to go.
+ *
+ * @internal
+ */
+export type FromChild = (child: Child) => Pick<Channel.Handlers<Channel.ToParent>, "descriptor" | "upgrade" | "prepare">
+
+/** A parent that is not a runner takes no socket and no request from its child. */
+const notARunner: FromChild = () => ({
+  descriptor: () => {},
+  upgrade: () => {},
+  prepare: () => {}
+})
 
 /**
  * Children that took over from this process. The IPC channel to each must
@@ -73,8 +90,8 @@ export const spawn = (
   command: Command,
   manifest: Protocol.Manifest,
   handover: Handover,
-  /** Every other protocol message the child sends (a runner's children send descriptors and requests). */
-  onMessage?: (message: Protocol.Message, handle: unknown) => void
+  /** Under a runner: its handlers for what only its generations send. */
+  fromChild: FromChild = notARunner
 ): Effect.Effect<Child, SpawnError> =>
   Effect.gen(function*() {
     const ready = yield* Deferred.make<void>()
@@ -103,23 +120,11 @@ export const spawn = (
     child.once("exit", (code, signal) => Deferred.unsafeDone(exited, Effect.succeed({ code, signal })))
     // A failed kill or send is reported elsewhere (exit, send callback); an unheard 'error' would crash us.
     child.on("error", () => {})
-    child.on("message", (message: unknown, handle: unknown) => {
-      if (!Protocol.isMessage(message)) return
-      if (message.tableflip === "ready") Deferred.unsafeDone(ready, Effect.void)
-      else if (message.tableflip === "parked") Deferred.unsafeDone(parked, Effect.void)
-      else if (message.tableflip === "unready") Deferred.unsafeDone(unready, Effect.succeed(String(message.reason)))
-      else onMessage?.(message, handle)
-    })
-    const send = (message: Protocol.Message, handle?: object) =>
-      Effect.async<void, SpawnError>((resume) => {
-        if (!child.connected) {
-          return resume(Effect.fail(new SpawnError({ command: label, cause: `the IPC channel to pid ${pid} closed` })))
-        }
-        // keepOpen: this generation serves the socket until the new one is ready.
-        child.send(message, handle as never, { keepOpen: true }, (error) => {
-          resume(error === null ? Effect.void : Effect.fail(new SpawnError({ command: label, cause: error })))
-        })
-      })
+    const send = (message: Channel.ToChild, handle?: object) =>
+      Effect.mapError(
+        Channel.send(child, message, handle),
+        (broken) => new SpawnError({ command: label, cause: broken.cause ?? `the IPC channel to pid ${pid} closed` })
+      )
     const sendHandover = (handover: Handover) =>
       Effect.zipRight(
         Effect.forEach(handover.sockets, ({ handle, key }) => send({ tableflip: "descriptor", key }, handle), {
@@ -127,7 +132,7 @@ export const spawn = (
         }),
         handover.state === undefined ? Effect.void : send({ tableflip: "state", state: handover.state })
       )
-    return {
+    const self: Child = {
       pid,
       ready,
       parked,
@@ -148,10 +153,7 @@ export const spawn = (
         Effect.catchAll((error) => Log.error(error.message))
       ),
       post: (message) =>
-        Effect.async<void>((resume) => {
-          if (!child.connected) return resume(Effect.void)
-          child.send(message, undefined, {}, () => resume(Effect.void))
-        }).pipe(
+        Effect.ignore(Channel.send(child, message)).pipe(
           // Queued behind a socket the child never acknowledged, the send never completes; its exit does.
           Effect.raceFirst(Effect.asVoid(Deferred.await(exited)))
         ),
@@ -160,7 +162,15 @@ export const spawn = (
         child.channel?.unref()
         child.unref()
       })
-    } satisfies Child
+    }
+    const { receive } = yield* Channel.receiver(Channel.fromChild, `the next generation (pid ${pid})`, () => ({
+      ready: () => Deferred.unsafeDone(ready, Effect.void),
+      parked: () => Deferred.unsafeDone(parked, Effect.void),
+      unready: ({ reason }) => Deferred.unsafeDone(unready, Effect.succeed(reason)),
+      ...fromChild(self)
+    }))
+    child.on("message", receive)
+    return self
   })
 
 /**

@@ -1,0 +1,269 @@
+/**
+ * The IPC channel between two generations (or a runner and its generations),
+ * typed: every message is one variant of a union tagged by `tableflip`, with
+ * exactly its fields, in each direction (`ToChild`, `ToParent`). What
+ * arrives is decoded by a hand-written decoder per variant; what cannot be
+ * decoded is ignored and logged once per tag; a socket handle that comes with
+ * a message that carries none is closed. Each side handles what arrives with
+ * a dispatch record, one function per tag (as Node's `lib/internal/cluster`
+ * `primary.js` does with `methodMessageMapping`). A request (`upgrade`,
+ * `prepare`) carries a sequence number `seq`, and its answer the same number
+ * as `ack`.
+ *
+ * The decoders are hand-written on `protocol.ts`'s checks, not `effect/Schema`:
+ * every generation reads the channel before `ready`, and loading Schema costs
+ * a generation ~160 ms of start-up (issue 16), more than the rest of the
+ * library together.
+ *
+ * The wire format is the one generations spoke before these types (`seq` and
+ * `ack` are new and optional): generations of different builds, and a runner
+ * older than the app it runs, still understand each other. An answer without
+ * `ack` (an older runner) goes to the oldest request of its kind; a request
+ * without `seq` (an older generation) is answered without `ack`.
+ *
+ * @internal
+ */
+import * as Data from "effect/Data"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as FiberId from "effect/FiberId"
+import * as Runtime from "effect/Runtime"
+import type * as ChildProcess from "node:child_process"
+import * as Handles from "./handles.js"
+import * as Log from "./log.js"
+import type {
+  Decoders,
+  Message,
+  PrepareAnswer,
+  PrepareRequest,
+  RequestKind,
+  ToChild,
+  ToParent,
+  UpgradeAnswer,
+  UpgradeRequest
+} from "./messages.js"
+import { decode } from "./messages.js"
+import type * as Protocol from "./protocol.js"
+
+export type {
+  Decoded,
+  Decoders,
+  ExitMessage,
+  Go,
+  Message,
+  Parked,
+  PredecessorGone,
+  PrepareAnswer,
+  PrepareRequest,
+  Ready,
+  RequestKind,
+  SocketOut,
+  SocketUp,
+  StateMessage,
+  Stop,
+  ToChild,
+  ToParent,
+  Unready,
+  UpgradeAnswer,
+  UpgradeRequest
+} from "./messages.js"
+export { decode, fromChild, fromParent } from "./messages.js"
+
+// --- Receiving ---------------------------------------------------------------------------------
+
+/** A handler per tag; only `descriptor` comes with a socket handle. */
+export type Handlers<M extends Message> = {
+  readonly [T in M["tableflip"]]: (
+    message: Extract<M, { readonly tableflip: T }>,
+    handle: T extends "descriptor" ? object : undefined
+  ) => void
+}
+
+/** @internal */
+export interface Receiver {
+  /** For `process.on("message")` or `child.on("message")`. */
+  readonly receive: (message: unknown, handle: unknown) => void
+  /** Closes a socket nobody will claim and says so: left alone it would stay open in this process for good. */
+  readonly discard: (handle: unknown, why: string) => void
+}
+
+/**
+ * Builds the function that decodes what arrives and dispatches it to
+ * `handlers`. `peer` names the other end in log lines (`the previous
+ * generation (pid 12)`). A tag in `malformed` gets its undecodable messages
+ * (raw) instead of the log: a prepared generation fails on a bad `go`
+ * instead of waiting for one that never comes. Log lines are written in the
+ * runtime this runs in (the app's logger).
+ *
+ * @internal
+ */
+export const receiver = <M extends Message>(
+  decoders: Decoders<M>,
+  peer: string,
+  handlers: (discard: Receiver["discard"]) => Handlers<M>,
+  malformed: { readonly [T in M["tableflip"]]?: (raw: Readonly<Record<string, unknown>>) => void } = {}
+): Effect.Effect<Receiver> =>
+  Effect.map(Effect.runtime<never>(), (runtime) => {
+    const log = (line: string) => Runtime.runFork(runtime)(Log.warning(line))
+    const logged = new Set<string>()
+    const once = (tag: string, line: string) => {
+      if (logged.has(tag)) return
+      logged.add(tag)
+      log(`${line}; later ones are ignored without a word`)
+    }
+    const discard = (handle: unknown, why: string) => {
+      Handles.closeHandle(handle)
+      log(`closed a socket ${peer} sent ${why}`)
+    }
+    const dispatch = handlers(discard) as unknown as Readonly<
+      Record<string, (message: M, handle: object | undefined) => void>
+    >
+    const receive = (raw: unknown, handle: unknown) => {
+      const decoded = decode(decoders, raw)
+      if (decoded._tag === "Foreign") return
+      const hasHandle = typeof handle === "object" && handle !== null
+      const tag = decoded._tag === "Message" ? decoded.message.tableflip : decoded.tag
+      if (hasHandle && (tag !== "descriptor" || decoded._tag !== "Message")) {
+        return discard(
+          handle,
+          decoded._tag === "Malformed"
+            ? `with a malformed ${JSON.stringify(tag)} message (${decoded.reason})`
+            : `with a ${JSON.stringify(tag)} message, which carries none`
+        )
+      }
+      switch (decoded._tag) {
+        case "Unknown":
+          return once(tag, `ignored a ${JSON.stringify(tag)} message from ${peer}, which this build does not know`)
+        case "Malformed": {
+          const hook = (malformed as Readonly<Record<string, (raw: Readonly<Record<string, unknown>>) => void>>)[tag]
+          if (hook !== undefined) return hook(raw as Readonly<Record<string, unknown>>)
+          return once(tag, `ignored a malformed ${JSON.stringify(tag)} message from ${peer}: ${decoded.reason}`)
+        }
+        case "Message": {
+          if (tag === "descriptor" && !hasHandle) {
+            return once(`${tag} without a socket`, `ignored a "descriptor" message from ${peer} without a socket`)
+          }
+          return dispatch[tag]!(decoded.message, hasHandle ? handle as object : undefined)
+        }
+      }
+    }
+    return { receive, discard }
+  })
+
+// --- Sending -----------------------------------------------------------------------------------
+
+/**
+ * A send that did not go through: the channel was already closed (`cause`
+ * undefined), or Node reported an error.
+ *
+ * @internal
+ */
+export class ChannelBroken extends Data.TaggedError("ChannelBroken")<{ readonly cause: Error | undefined }> {
+  override get message(): string {
+    return this.cause === undefined ? "the IPC channel is closed" : `the IPC channel broke: ${this.cause.message}`
+  }
+}
+
+/**
+ * Sends one message, with its socket if it carries one, from either side: to
+ * a child (a `ChildProcess`), or to the parent (`process`). The socket stays
+ * open here (`keepOpen`): this generation serves it until the next one is
+ * ready. Completes when Node has written it; fails with `ChannelBroken` if
+ * the channel is closed or breaks, which each caller treats as it must (an
+ * error during a handover, nothing when telling a dying peer).
+ *
+ * @internal
+ */
+export const send: {
+  (target: ChildProcess.ChildProcess, message: ToChild, handle?: object): Effect.Effect<void, ChannelBroken>
+  (target: NodeJS.Process, message: ToParent, handle?: object): Effect.Effect<void, ChannelBroken>
+} = (
+  target: ChildProcess.ChildProcess | NodeJS.Process,
+  message: Message,
+  handle?: object
+): Effect.Effect<void, ChannelBroken> =>
+  Effect.async<void, ChannelBroken>((resume) => {
+    if (!target.connected || target.send === undefined) {
+      return resume(Effect.fail(new ChannelBroken({ cause: undefined })))
+    }
+    // With a callback, a channel that broke (the peer died) is an error here, not a crash.
+    // (`process.send` takes the same arguments as a child's.)
+    const to = target as ChildProcess.ChildProcess
+    to.send(message, handle as never, { keepOpen: true }, (error) => {
+      resume(error === null ? Effect.void : Effect.fail(new ChannelBroken({ cause: error })))
+    })
+  })
+
+// --- Requests ----------------------------------------------------------------------------------
+
+/** @internal */
+export interface Requests {
+  /** Sends `kind` with the next sequence number and waits for its answer (`undefined`: the peer went away). */
+  readonly request: (kind: RequestKind) => Effect.Effect<Protocol.UpgradeResult | undefined>
+  /** An answer arrived: completes the request it acknowledges; false if none waits for it. */
+  readonly answer: (message: UpgradeAnswer | PrepareAnswer) => boolean
+  /** The peer went away: every request waiting gets `undefined`. */
+  readonly abandon: () => void
+}
+
+/**
+ * Requests matched to their answers by sequence number, over `post` (which
+ * must not fail: a lost request is answered by `abandon`). An answer
+ * without `ack`, from an older runner, goes to the oldest request of its kind.
+ *
+ * @internal
+ */
+export const requests = (post: (message: UpgradeRequest | PrepareRequest) => Effect.Effect<void>): Requests => {
+  let next = 1
+  const pending = new Map<
+    number,
+    { readonly kind: RequestKind; readonly answer: Deferred.Deferred<Protocol.UpgradeResult | undefined> }
+  >()
+  return {
+    request: (kind) =>
+      Effect.suspend(() => {
+        const seq = next++
+        const answer = Deferred.unsafeMake<Protocol.UpgradeResult | undefined>(FiberId.none)
+        pending.set(seq, { kind, answer })
+        return Effect.zipRight(post({ tableflip: kind, seq }), Deferred.await(answer)).pipe(
+          Effect.ensuring(Effect.sync(() => pending.delete(seq)))
+        )
+      }),
+    answer: (message) => {
+      const kind: RequestKind = message.tableflip === "upgrade-result" ? "upgrade" : "prepare"
+      let seq = message.ack
+      if (seq === undefined) {
+        for (const [each, waiting] of pending) {
+          if (waiting.kind === kind) {
+            seq = each
+            break
+          }
+        }
+      }
+      const waiting = seq === undefined ? undefined : pending.get(seq)
+      if (waiting === undefined || waiting.kind !== kind) return false
+      pending.delete(seq!)
+      Deferred.unsafeDone(waiting.answer, Effect.succeed(message.result))
+      return true
+    },
+    abandon: () => {
+      for (const { answer } of pending.values()) Deferred.unsafeDone(answer, Effect.succeed(undefined))
+      pending.clear()
+    }
+  }
+}
+
+/**
+ * The answer to a request, acknowledging its `seq` if it had one.
+ *
+ * @internal
+ */
+export const answerTo = (
+  request: UpgradeRequest | PrepareRequest,
+  result: Protocol.UpgradeResult
+): UpgradeAnswer | PrepareAnswer => {
+  const ack = request.seq === undefined ? {} : { ack: request.seq }
+  return request.tableflip === "upgrade"
+    ? { tableflip: "upgrade-result", ...ack, result }
+    : { tableflip: "prepare-result", ...ack, result }
+}
