@@ -20,6 +20,7 @@ import * as TestClock from "effect/TestClock"
 import * as Instance from "../src/internal/instance.js"
 import * as Lifecycle from "../src/internal/lifecycle.js"
 import type * as Successor from "../src/internal/lifecycle/successor.js"
+import type * as Messages from "../src/internal/messages.js"
 import type * as Protocol from "../src/internal/protocol.js"
 import type { Handover } from "../src/internal/registry.js"
 import type * as Spawn from "../src/internal/spawn.js"
@@ -40,7 +41,7 @@ interface Fake extends Spawn.Child {
   readonly handed: Deferred.Deferred<void>
   readonly record: {
     readonly sent: Array<"sockets" | { readonly go: Protocol.Manifest }>
-    readonly posted: Array<Protocol.Message>
+    readonly posted: Array<Messages.ToChild>
     killed: boolean
     detached: boolean
   }
