@@ -94,7 +94,8 @@ export interface Options {
   readonly command?: Command | undefined
   /**
    * What `upgrade` does when this process listens on addresses the registry
-   * does not know (found through /proc on Linux): `"fail"` (default) with
+   * does not know (found on Linux by asking each socket fd, through the
+   * native addon, or through /proc without it): `"fail"` (default) with
    * `UnregisteredListener` before anything starts, or `"warn"` and go on.
    */
   readonly unregisteredListeners?: "fail" | "warn" | undefined
@@ -177,7 +178,11 @@ export class Upgrader extends Context.Tag("effect-tableflip/Upgrader")<Upgrader,
   readonly prepare: Effect.Effect<Prepared, UpgradeError>
   /** Completes when this generation should stop serving: after a successful upgrade, or `stop`. */
   readonly exit: Effect.Effect<ExitReason>
-  /** Ends the lifecycle without an upgrade: kills a pending new generation and completes `exit`. */
+  /**
+   * Ends the lifecycle without an upgrade: a pending (or parked) new
+   * generation is killed and reaped, then `exit` completes. Also runs when
+   * the layer is released.
+   */
   readonly stop: Effect.Effect<void>
   /** Completes when the previous generation has exited (at once in a first generation). */
   readonly waitForParent: Effect.Effect<void>
@@ -364,9 +369,10 @@ export const layerConfig = (
  * Upgrades on a signal (SIGHUP by default) and logs the outcome; a failed
  * upgrade leaves this generation serving. Signals that arrive during an
  * upgrade are folded into one more attempt after it, and a signal to a new
- * generation whose predecessor still drains waits for that drain. Another
- * signal (SIGUSR2 by default; `prepare: false` leaves it alone) prepares the
- * next generation (`Upgrader.prepare`), as `effect-tableflip prepare` asks.
+ * generation whose predecessor still drains waits for that drain. With
+ * `prepare` (`"SIGUSR2"` is the one `effect-tableflip prepare` sends; off by
+ * default, since apps use SIGUSR2 for their own things), that signal prepares
+ * the next generation (`Upgrader.prepare`).
  *
  * Once the layer is released the signals stay ignored, so a late SIGHUP can
  * never kill a generation that is draining.
