@@ -243,6 +243,32 @@ export const make = (
  * per process and share it: a second one built while this one is live fails
  * with `DuplicateUpgrader`.
  *
+ * @example
+ * ```ts
+ * import * as Effect from "effect/Effect"
+ * import * as Layer from "effect/Layer"
+ * import * as Http from "node:http"
+ * import { Drain, Fds, Upgrader } from "effect-tableflip"
+ *
+ * const main = Effect.gen(function*() {
+ *   const upgrader = yield* Upgrader.Upgrader
+ *   const server = yield* Fds.listen(
+ *     { host: "127.0.0.1", port: 8080 },
+ *     Http.createServer((_req, res) => res.end(`hello from pid ${process.pid}\n`))
+ *   )
+ *   yield* Drain.http(server)
+ *   yield* upgrader.ready
+ *   yield* upgrader.exit
+ * })
+ *
+ * const UpgraderLive = Upgrader.layerSignal("SIGHUP").pipe(
+ *   Layer.provideMerge(Upgrader.layer({ pidFile: "app.pid", probation: "5 seconds" }))
+ * )
+ *
+ * // The program's entry point runs it: NodeRuntime.runMain(program)
+ * export const program = main.pipe(Effect.scoped, Effect.provide(UpgraderLive))
+ * ```
+ *
  * @since 0.1.0
  * @category layers
  */
