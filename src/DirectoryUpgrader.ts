@@ -8,7 +8,7 @@
  * drains.
  *
  * ```ts
- * const UpgraderLive = DirectoryUpgrader.layer({ dir: "/run/app" })
+ * export const UpgraderLive = DirectoryUpgrader.layer({ dir: "/run/app" })
  * ```
  *
  * Sockets travel over a unix socket in the directory with SCM_RIGHTS, which
@@ -60,6 +60,15 @@ export interface Options {
 
 /**
  * The directory handover as `Upgrader` and `Fds`.
+ *
+ * @example
+ * ```ts
+ * import * as DirectoryUpgrader from "effect-tableflip/DirectoryUpgrader"
+ *
+ * // Provided instead of Upgrader.layer: each process is started by the deploy, and one that starts
+ * // while another owns /run/app takes that owner's listeners.
+ * export const UpgraderLive = DirectoryUpgrader.layer({ dir: "/run/app", timeout: "1 minute" })
+ * ```
  *
  * @since 0.2.0
  * @category layers

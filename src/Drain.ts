@@ -37,7 +37,7 @@ export interface Options {
    * to a new generation that has not served yet at the same moment. It
    * delays the exit of a generation whose clients are busy by up to
    * `spread`. Default: 0, all at once: on a 2-core machine 1 second did not
-   * lower the p99 of upgrade windows measurably (README, "Reconnect storm").
+   * lower the p99 of upgrade windows measurably (docs/benchmark.md, "Reconnect storm").
    */
   readonly spread?: Duration.DurationInput | undefined
   /**
@@ -115,7 +115,7 @@ export const run = (tracker: Tracker, options: Options = {}): Effect.Effect<void
   )
 }
 
-/** Measured, a spread did not pay for the later exit it costs (README, "Reconnect storm"). */
+/** Measured, a spread did not pay for the later exit it costs (docs/benchmark.md, "Reconnect storm"). */
 const DEFAULT_SPREAD: Duration.Duration = Duration.zero
 
 /** WebSocket close frame, status 1001 (going away): FIN + opcode 8, unmasked, 2-byte payload. */

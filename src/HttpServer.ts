@@ -10,7 +10,8 @@
  *   HttpServer.serve(),
  *   Layer.provide(TableflipHttp.layer({ host: "127.0.0.1", port: 8080 }))
  * )
- * Upgrader.launch(HttpLive).pipe(Effect.provide(UpgraderLive), NodeRuntime.runMain)
+ * // The program's entry point runs it: NodeRuntime.runMain(program)
+ * export const program = Upgrader.launch(HttpLive).pipe(Effect.provide(UpgraderLive))
  * ```
  *
  * @since 0.1.0
@@ -70,6 +71,28 @@ export const make = (
 /**
  * The platform's `HttpServer`, with `HttpPlatform`, `Etag.Generator` and
  * `NodeContext`, on a registry listener.
+ *
+ * @example
+ * ```ts
+ * import * as HttpRouter from "@effect/platform/HttpRouter"
+ * import * as HttpServer from "@effect/platform/HttpServer"
+ * import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+ * import * as TableflipHttp from "effect-tableflip/HttpServer"
+ * import * as Upgrader from "effect-tableflip/Upgrader"
+ * import * as Effect from "effect/Effect"
+ * import * as Layer from "effect/Layer"
+ *
+ * const HttpLive = HttpRouter.empty.pipe(
+ *   HttpRouter.get("/", Effect.succeed(HttpServerResponse.text("hello\n"))),
+ *   HttpServer.serve(),
+ *   Layer.provide(TableflipHttp.layer({ host: "127.0.0.1", port: 8080 }, { deadline: "30 seconds" }))
+ * )
+ *
+ * const UpgraderLive = Upgrader.layerSignal().pipe(Layer.provideMerge(Upgrader.layerConfig()))
+ *
+ * // The program's entry point runs it: NodeRuntime.runMain(program)
+ * export const program = Upgrader.launch(HttpLive).pipe(Effect.provide(UpgraderLive))
+ * ```
  *
  * @since 0.1.0
  * @category layers

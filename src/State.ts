@@ -127,6 +127,25 @@ const notJson = (value: unknown, path: string): string | undefined => {
 /**
  * Describes a piece of state handed between generations under `key`.
  *
+ * @example
+ * ```ts
+ * import * as Effect from "effect/Effect"
+ * import * as Option from "effect/Option"
+ * import * as Ref from "effect/Ref"
+ * import * as Schema from "effect/Schema"
+ * import { State } from "effect-tableflip"
+ *
+ * const Counters = State.make("counters", Schema.Struct({ requests: Schema.Number }))
+ *
+ * // Before `ready`: start from what the previous generation counted, and offer the count to the next.
+ * export const requests = Effect.gen(function*() {
+ *   const inherited = yield* Counters.inherited
+ *   const count = yield* Ref.make(Option.match(inherited, { onNone: () => 0, onSome: (c) => c.requests }))
+ *   yield* Counters.offer(Effect.map(Ref.get(count), (requests) => ({ requests })))
+ *   return count
+ * })
+ * ```
+ *
  * @since 0.2.0
  * @category constructors
  */

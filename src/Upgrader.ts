@@ -95,7 +95,8 @@ export interface Options {
   readonly command?: Command | undefined
   /**
    * What `upgrade` does when this process listens on addresses the registry
-   * does not know (found through /proc on Linux): `"fail"` (default) with
+   * does not know (found on Linux by asking each socket fd, through the
+   * native addon, or through /proc without it): `"fail"` (default) with
    * `UnregisteredListener` before anything starts, or `"warn"` and go on.
    */
   readonly unregisteredListeners?: "fail" | "warn" | undefined
@@ -178,7 +179,11 @@ export class Upgrader extends Context.Tag("effect-tableflip/Upgrader")<Upgrader,
   readonly prepare: Effect.Effect<Prepared, UpgradeError>
   /** Completes when this generation should stop serving: after a successful upgrade, or `stop`. */
   readonly exit: Effect.Effect<ExitReason>
-  /** Ends the lifecycle without an upgrade: kills a pending new generation and completes `exit`. */
+  /**
+   * Ends the lifecycle without an upgrade: a pending (or parked) new
+   * generation is killed and reaped, then `exit` completes. Also runs when
+   * the layer is released.
+   */
   readonly stop: Effect.Effect<void>
   /** Completes when the previous generation has exited (at once in a first generation). */
   readonly waitForParent: Effect.Effect<void>
@@ -238,6 +243,32 @@ export const make = (
  * The real lifecycle, with the descriptor registry beside it. Build it once
  * per process and share it: a second one built while this one is live fails
  * with `DuplicateUpgrader`.
+ *
+ * @example
+ * ```ts
+ * import * as Effect from "effect/Effect"
+ * import * as Layer from "effect/Layer"
+ * import * as Http from "node:http"
+ * import { Drain, Fds, Upgrader } from "effect-tableflip"
+ *
+ * const main = Effect.gen(function*() {
+ *   const upgrader = yield* Upgrader.Upgrader
+ *   const server = yield* Fds.listen(
+ *     { host: "127.0.0.1", port: 8080 },
+ *     Http.createServer((_req, res) => res.end(`hello from pid ${process.pid}\n`))
+ *   )
+ *   yield* Drain.http(server)
+ *   yield* upgrader.ready
+ *   yield* upgrader.exit
+ * })
+ *
+ * const UpgraderLive = Upgrader.layerSignal("SIGHUP").pipe(
+ *   Layer.provideMerge(Upgrader.layer({ pidFile: "app.pid", probation: "5 seconds" }))
+ * )
+ *
+ * // The program's entry point runs it: NodeRuntime.runMain(program)
+ * export const program = main.pipe(Effect.scoped, Effect.provide(UpgraderLive))
+ * ```
  *
  * @since 0.1.0
  * @category layers
@@ -362,9 +393,10 @@ export const layerConfig = (
  * Upgrades on a signal (SIGHUP by default) and logs the outcome; a failed
  * upgrade leaves this generation serving. Signals that arrive during an
  * upgrade are folded into one more attempt after it, and a signal to a new
- * generation whose predecessor still drains waits for that drain. Another
- * signal (SIGUSR2 by default; `prepare: false` leaves it alone) prepares the
- * next generation (`Upgrader.prepare`), as `effect-tableflip prepare` asks.
+ * generation whose predecessor still drains waits for that drain. With
+ * `prepare` (`"SIGUSR2"` is the one `effect-tableflip prepare` sends; off by
+ * default, since apps use SIGUSR2 for their own things), that signal prepares
+ * the next generation (`Upgrader.prepare`).
  *
  * Once the layer is released the signals stay ignored, so a late SIGHUP can
  * never kill a generation that is draining.

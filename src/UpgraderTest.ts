@@ -126,6 +126,26 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
 /**
  * The stub as a layer: `Upgrader`, `Fds`, and the `UpgraderTest` controls.
  *
+ * @example
+ * ```ts
+ * import * as Effect from "effect/Effect"
+ * import * as Fiber from "effect/Fiber"
+ * import { Upgrader, UpgraderTest } from "effect-tableflip"
+ *
+ * const app = Effect.gen(function*() {
+ *   const upgrader = yield* Upgrader.Upgrader
+ *   yield* upgrader.ready
+ *   return yield* upgrader.exit
+ * })
+ *
+ * // The body of a test: `it.live("drains when a new generation takes over", () => drains)` in @effect/vitest.
+ * export const drains = Effect.gen(function*() {
+ *   const fiber = yield* Effect.fork(app)
+ *   yield* UpgraderTest.triggerExit("upgraded")
+ *   assert.strictEqual(yield* Fiber.join(fiber), "upgraded")
+ * }).pipe(Effect.provide(UpgraderTest.layer()))
+ * ```
+ *
  * @since 0.1.0
  * @category layers
  */

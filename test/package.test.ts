@@ -1,6 +1,7 @@
 /**
  * The package as users get it: `npm pack`, the README's install command in a
- * fresh project, then the README's programs run with plain `node`, compiled
+ * fresh project, then the programs of the README and its guides (docs/*.md)
+ * run with plain `node`, compiled
  * by a strict TypeScript consumer, loaded with `require()`, and the CLI from
  * `npx`. Nothing here reads the repository's sources: only the tarball.
  */
@@ -14,10 +15,17 @@ import { get, readPid, upgrade } from "./helpers/http.js"
 
 const { track } = generations()
 const readme = Fs.readFileSync(Path.join(root, "README.md"), "utf8")
+/** The guides beside the README (docs/*.md; not the generated docs/api), in name order. */
+const guides = Fs.readdirSync(Path.join(root, "docs"))
+  .filter((file) => file.endsWith(".md"))
+  .sort()
+  .map((file) => Fs.readFileSync(Path.join(root, "docs", file), "utf8"))
 
-/** The fenced blocks of one language in the README, in order. */
+/** The fenced blocks of one language in the README, then in each guide, in order: the quick start first. */
 const blocks = (language: string): Array<string> =>
-  [...readme.matchAll(new RegExp("```" + language + "\\n([\\s\\S]*?)```", "g"))].map((match) => match[1]!)
+  [readme, ...guides].flatMap((text) =>
+    [...text.matchAll(new RegExp("```" + language + "\\n([\\s\\S]*?)```", "g"))].map((match) => match[1]!)
+  )
 
 /** The README's TypeScript install line: the last `npm install` of the Install section. */
 const installWords = (): Array<string> => {
@@ -27,7 +35,7 @@ const installWords = (): Array<string> => {
   return lines.at(-1)!.split(/\s+/).slice(2)
 }
 
-/** Every README program: a TypeScript block that imports the package and runs itself. */
+/** Every README and guide program: a TypeScript block that imports the package and runs itself. */
 const programs = blocks("ts").filter((block) =>
   /^import .* from "effect-tableflip[/"]/m.test(block) && block.includes("NodeRuntime.runMain")
 )
@@ -120,7 +128,7 @@ describe("the packed package", () => {
     await serveUpgradeStop("app.mjs", () => [], Path.join(app, "app.pid"))
   })
 
-  it("compiles a strict TypeScript consumer and every README program against the .d.ts, and runs them", async () => {
+  it("compiles a strict TypeScript consumer and every README and guide program against the .d.ts, and runs them", async () => {
     Fs.writeFileSync(
       Path.join(app, "tsconfig.json"),
       JSON.stringify({
@@ -153,7 +161,7 @@ describe("the packed package", () => {
     assert.strictEqual(
       programs[platform],
       example.slice(example.indexOf("*/\n") + 3),
-      "README = examples/http-platform.ts"
+      "docs/http.md's platform program = examples/http-platform.ts"
     )
     await serveUpgradeStop(
       `out/readme-${platform}.js`,
