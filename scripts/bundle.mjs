@@ -10,7 +10,7 @@
 import { build } from "esbuild"
 import { copyFileSync, existsSync } from "node:fs"
 import { dirname, join, resolve } from "node:path"
-import { fileURLToPath } from "node:url"
+import { prebuiltAddon } from "./prebuilt.mjs"
 
 const [entry, out] = process.argv.slice(2)
 if (entry === undefined || out === undefined) {
@@ -31,12 +31,6 @@ await build({
   },
   logLevel: "warning"
 })
-const addon = join(
-  dirname(fileURLToPath(import.meta.url)),
-  "..",
-  "prebuilds",
-  `${process.platform}-${process.arch}`,
-  "tableflip.node"
-)
+const addon = prebuiltAddon
 if (existsSync(addon)) copyFileSync(addon, join(dirname(resolve(out)), "tableflip.node"))
 console.log(`bundled ${entry} into ${out}`)

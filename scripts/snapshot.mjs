@@ -31,7 +31,7 @@ import * as ChildProcess from "node:child_process"
 import { copyFileSync, existsSync, mkdirSync, renameSync, rmSync } from "node:fs"
 import { builtinModules, createRequire } from "node:module"
 import { basename, dirname, join, resolve } from "node:path"
-import { fileURLToPath } from "node:url"
+import { prebuiltAddon } from "./prebuilt.mjs"
 
 const [entry, out] = process.argv.slice(2)
 if (entry === undefined || out === undefined) {
@@ -154,13 +154,7 @@ if (built.status !== 0) {
   process.exit(1)
 }
 renameSync(temp, blob)
-const addon = join(
-  dirname(fileURLToPath(import.meta.url)),
-  "..",
-  "prebuilds",
-  `${process.platform}-${process.arch}`,
-  "tableflip.node"
-)
+const addon = prebuiltAddon
 if (existsSync(addon)) {
   const copy = join(dirname(blob), "tableflip.node")
   copyFileSync(addon, `${copy}.${process.pid}.tmp`)
