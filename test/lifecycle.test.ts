@@ -17,6 +17,8 @@ import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import * as TestClock from "effect/TestClock"
+import * as Fs from "node:fs"
+import * as Fds from "../src/Fds.js"
 import * as Instance from "../src/internal/instance.js"
 import * as Lifecycle from "../src/internal/lifecycle.js"
 import type * as Successor from "../src/internal/lifecycle/successor.js"
@@ -353,6 +355,28 @@ describe("the lifecycle, in-process with a fake spawner", () => {
       assert.deepStrictEqual(yield* Fiber.join(upgrade), { pid: fresh.pid })
       assert.deepStrictEqual(parked.record.sent, [], "the dead parked child was sent nothing")
       assert.deepStrictEqual(fresh.record.sent, ["sockets"])
+    }))
+
+  it.scoped("a file registered after the prepare makes the upgrade start afresh; the parked child is killed", () =>
+    Effect.gen(function*() {
+      const { fakes, lifecycle } = yield* setup()
+      yield* lifecycle.ready
+      const prepare = yield* Effect.fork(lifecycle.prepare)
+      const parked = yield* fakes.next
+      yield* Deferred.succeed(parked.parked, undefined)
+      yield* Fiber.join(prepare)
+      // A child inherits files only when it starts: the parked one cannot have this one.
+      const fd = Fs.openSync("/dev/null", "r")
+      yield* Effect.addFinalizer(() => Effect.sync(() => Fs.closeSync(fd)))
+      yield* Fds.fromRegistry(lifecycle.registry).addFile("late", fd)
+
+      const upgrade = yield* Effect.fork(lifecycle.upgrade)
+      const fresh = yield* fakes.next
+      assert.isTrue(parked.record.killed, "the parked child was killed")
+      assert.deepStrictEqual(parked.record.sent, [])
+      assert.isTrue(fresh.manifest.fds.some((d) => d.kind === "file" && d.key.endsWith("late")))
+      yield* Deferred.succeed(fresh.ready, undefined)
+      assert.deepStrictEqual(yield* Fiber.join(upgrade), { pid: fresh.pid })
     }))
 
   it.scoped("stop kills a parked child", () =>

@@ -26,6 +26,7 @@ import * as Duration from "effect/Duration"
 import * as Either from "effect/Either"
 import * as Fs from "node:fs"
 import { HandoverError } from "../UpgradeError.js"
+import { boolean, check, int, list, MAX_PID, Mismatch, object, oneOf, optional, string } from "./shape.js"
 
 /** @internal */
 export const ENV = "EFFECT_TABLEFLIP_HANDOVER"
@@ -132,78 +133,9 @@ export interface Manifest {
   readonly prepared?: boolean | undefined
 }
 
-/**
- * The manifest is checked by hand, not with `effect/Schema`: every generation
- * reads it before `ready`, and Schema's module graph (it pulls in fast-check)
- * costs more start-up time than the rest of the library together. The checks
- * are Schema's (`test/protocol.test.ts` compares the two on generated input):
- * unknown properties are ignored, everything else must match exactly.
- */
-class Mismatch {
-  constructor(readonly path: string, readonly expected: string, readonly actual: unknown) {}
-  get message(): string {
-    const actual = this.actual === undefined ? "nothing" : JSON.stringify(this.actual)
-    return `at ${this.path === "" ? "the top" : this.path}: expected ${this.expected}, got ${actual}`
-  }
-}
-
-const object = (value: unknown, path: string): Readonly<Record<string, unknown>> => {
-  if (typeof value !== "object" || value === null || Array.isArray(value)) throw new Mismatch(path, "an object", value)
-  return value as Record<string, unknown>
-}
-
-/** A string field, for decoders built on `descriptor`. */
-export const string = (value: unknown, path: string): string => {
-  if (typeof value !== "string") throw new Mismatch(path, "a string", value)
-  return value
-}
-
-const boolean = (value: unknown, path: string): boolean => {
-  if (typeof value !== "boolean") throw new Mismatch(path, "a boolean", value)
-  return value
-}
-
-const int = (value: unknown, path: string, min: number, max: number): number => {
-  if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > max) {
-    throw new Mismatch(path, `an integer from ${min} to ${max}`, value)
-  }
-  return value
-}
-
-/** One of `literals`, for decoders built on `descriptor`. */
-export const oneOf = <L extends string>(value: unknown, path: string, literals: ReadonlyArray<L>): L => {
-  if (!(literals as ReadonlyArray<unknown>).includes(value)) {
-    throw new Mismatch(path, `one of ${literals.map((l) => JSON.stringify(l)).join(", ")}`, value)
-  }
-  return value as L
-}
-
-/** An optional field: absent (or undefined) stays absent. */
-const optional = <K extends string, A>(
-  from: Readonly<Record<string, unknown>>,
-  key: K,
-  path: string,
-  check: (value: unknown, path: string) => A
-): { readonly [P in K]?: A } =>
-  from[key] === undefined ? {} : ({ [key]: check(from[key], `${path}.${key}`) } as { [P in K]?: A })
-
-const MAX_PID = 2 ** 31 - 1
-
-/** A process id field, for decoders built on `descriptor`. */
-export const pid = (value: unknown, path: string): number => int(value, path, 1, MAX_PID)
-
-/** An integer field, for decoders built on `descriptor`. */
-export const integer = (value: unknown, path: string): number =>
-  int(value, path, Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER)
-
-/** An object's fields, for decoders built on `descriptor`. */
-export const fields = object
-
-/** An array, each item checked with `item`. */
-export const list = <A>(value: unknown, path: string, item: (value: unknown, path: string) => A): Array<A> => {
-  if (!Array.isArray(value)) throw new Mismatch(path, "an array", value)
-  return value.map((each: unknown, i) => item(each, `${path}[${i}]`))
-}
+// The manifest is checked by hand (`shape.ts`), not with `effect/Schema`: every generation reads it
+// before `ready`, and Schema's module graph costs more start-up than the rest of the library together.
+export { check, fields, integer, list, oneOf, pid, string } from "./shape.js"
 
 /** A listener (TCP or unix) and nothing else, as a directory handover sends them. */
 export const listener = (value: unknown, path: string): TcpListener | UnixListener => {
@@ -262,19 +194,6 @@ export const manifestOf = (value: unknown): Manifest => {
       return v
     }),
     ...optional(from, "prepared", "", boolean)
-  }
-}
-
-/**
- * Checks `value` with `check`; a mismatch comes back as its message, naming
- * the path (`at fds[0].port: expected an integer from 0 to 65535, got "x"`).
- */
-export const check = <A>(value: unknown, check: (value: unknown) => A): Either.Either<A, string> => {
-  try {
-    return Either.right(check(value))
-  } catch (error) {
-    if (error instanceof Mismatch) return Either.left(error.message)
-    throw error
   }
 }
 
