@@ -82,23 +82,43 @@ const ended = ({ code, signal }: Spawn.Exited) =>
 
 /** @internal */
 export const spawning = (ctx: Spawning): Successor => {
-  let parked: Parked | undefined
-  const spawn = ctx.spawner ?? Spawn.spawn
+  const self: Self = { ctx, spawn: ctx.spawner ?? Spawn.spawn, parked: undefined }
+  return {
+    // Strays and state first, outside the uninterruptible acquire: a user's snapshot may hang,
+    // and the timeout, stop and interruption must still reach it.
+    upgrade: (onSpawned) =>
+      Effect.zipRight(checkStrays(ctx), ctx.handoff.collect(ctx.timeout)).pipe(
+        Effect.flatMap((stateText) => attempt(self, stateText, onSpawned))
+      ),
+    prepare: prepare(self),
+    discard: discard(self),
+    handsOverOnSuccess: true
+  }
+}
 
-  const nextManifest = (
-    fds: ReadonlyArray<Protocol.Descriptor>,
-    extra: { readonly state?: boolean; readonly prepared?: boolean }
-  ): Protocol.Manifest => ({
-    version: Protocol.VERSION,
-    generation: ctx.generation + 1,
-    parentPid: process.pid,
-    cwd: ctx.cwd,
-    fds,
-    ...Protocol.upgradeTimeoutField(ctx.timeout),
-    ...extra
-  })
+/** A spawning successor: its settings, and the one generation it may hold parked. */
+interface Self {
+  readonly ctx: Spawning
+  readonly spawn: Spawner
+  parked: Parked | undefined
+}
 
-  const checkStrays = Effect.suspend((): Effect.Effect<void, SpawnError | UnregisteredListener> => {
+const nextManifest = (
+  ctx: Spawning,
+  fds: ReadonlyArray<Protocol.Descriptor>,
+  extra: { readonly state?: boolean; readonly prepared?: boolean }
+): Protocol.Manifest => ({
+  version: Protocol.VERSION,
+  generation: ctx.generation + 1,
+  parentPid: process.pid,
+  cwd: ctx.cwd,
+  fds,
+  ...Protocol.upgradeTimeoutField(ctx.timeout),
+  ...extra
+})
+
+const checkStrays = (ctx: Spawning) =>
+  Effect.suspend((): Effect.Effect<void, SpawnError | UnregisteredListener> => {
     let addresses: ReadonlyArray<string>
     try {
       addresses = ctx.registry.strays()
@@ -112,99 +132,86 @@ export const spawning = (ctx: Spawning): Successor => {
     return ctx.unregisteredListeners === "warn" ? Log.warning(error.message) : Effect.fail(error)
   })
 
-  // Without probation a child that dies after `ready` takes the listeners with it, since
-  // this generation has let them go; say so loudly while this one is still draining.
-  const watchSuccessor = (child: Spawn.Child) =>
-    Deferred.await(child.exited).pipe(
-      Effect.flatMap((exited) =>
-        Log.error(
-          `the new generation (pid ${child.pid}) ${ended(exited)} after it was ready, while this generation ` +
-            "drains; its listeners are gone with it. Set `probation` to keep them until the new generation " +
-            "has proven itself"
-        )
+// Until `ready` the child has a timeout; after it, a probation during which this generation
+// keeps accepting, so a child that dies there takes nothing with it.
+const attempt = (self: Self, stateText: string | undefined, onSpawned: (pid: number) => Effect.Effect<void>) =>
+  Effect.acquireUseRelease(
+    start(self, stateText, onSpawned),
+    // The sockets are sent inside the race with the child's exit, the timeout and stop.
+    ({ child, go }) =>
+      Effect.as(
+        Spawn.awaitReady(child, { timeout: self.ctx.timeout, probation: self.ctx.probation, stop: self.ctx.stop, go }),
+        { pid: child.pid }
       ),
-      // Forked from a release, which is uninterruptible: without this, closing the scope would wait for the child.
-      Effect.interruptible,
-      Effect.forkIn(ctx.scope)
-    )
-
-  /** Takes the parked generation for this upgrade if it can serve it; otherwise lets it go. */
-  const takeParked = (handover: Handover) =>
-    Effect.gen(function*() {
-      const candidate = parked
-      parked = undefined
-      if (candidate === undefined || (yield* Deferred.isDone(candidate.child.exited))) return undefined
-      if (filesOf(handover) === candidate.files) return candidate.child
-      yield* Log.info(
-        `the prepared generation (pid ${candidate.child.pid}) inherited other files than are registered now; ` +
-          "starting the next generation afresh"
+    ({ child }, exit) =>
+      Effect.zipRight(
+        Exit.isSuccess(exit) ? Effect.zipRight(child.detach, watchSuccessor(self.ctx, child)) : child.kill,
+        Effect.sync(() => self.ctx.registry.settle(Exit.isSuccess(exit)))
       )
-      yield* candidate.child.kill
-      return undefined
-    })
+  )
 
-  // Until `ready` the child has a timeout; after it, a probation during which this generation
-  // keeps accepting, so a child that dies there takes nothing with it.
-  const attempt = (stateText: string | undefined, onSpawned: (pid: number) => Effect.Effect<void>) =>
-    Effect.acquireUseRelease(
-      Effect.gen(function*() {
-        const handover = { ...(yield* ctx.registry.handover()), state: stateText }
-        const manifest = nextManifest(handover.descriptors, stateText === undefined ? {} : { state: true })
-        const prepared = yield* takeParked(handover)
-        const child = prepared ?? (yield* spawn(ctx.command(), manifest, handover).pipe(
-          Effect.tapError(() => Effect.sync(() => ctx.registry.settle(false)))
-        ))
-        yield* onSpawned(child.pid)
-        yield* Log.info(
-          `${prepared === undefined ? "started" : "handing over to the prepared"} generation ${
-            ctx.generation + 1
-          } (pid ${child.pid}) with ${handover.descriptors.length} descriptors`
-        )
-        return { child, go: prepared === undefined ? undefined : { manifest, handover } }
-      }),
-      // The sockets are sent inside the race with the child's exit, the timeout and stop.
-      ({ child, go }) =>
-        Effect.as(
-          Spawn.awaitReady(child, { timeout: ctx.timeout, probation: ctx.probation, stop: ctx.stop, go }),
-          { pid: child.pid }
-        ),
-      ({ child }, exit) =>
-        Effect.zipRight(
-          Exit.isSuccess(exit) ? Effect.zipRight(child.detach, watchSuccessor(child)) : child.kill,
-          Effect.sync(() => ctx.registry.settle(Exit.isSuccess(exit)))
-        )
+/** Spawns the next generation, or takes the parked one, which then needs `go`. */
+const start = (self: Self, stateText: string | undefined, onSpawned: (pid: number) => Effect.Effect<void>) =>
+  Effect.gen(function*() {
+    const { ctx } = self
+    const handover = { ...(yield* ctx.registry.handover()), state: stateText }
+    const manifest = nextManifest(ctx, handover.descriptors, stateText === undefined ? {} : { state: true })
+    const prepared = yield* takeParked(self, handover)
+    const child = prepared ?? (yield* self.spawn(ctx.command(), manifest, handover).pipe(
+      Effect.tapError(() => Effect.sync(() => ctx.registry.settle(false)))
+    ))
+    yield* onSpawned(child.pid)
+    yield* Log.info(
+      `${prepared === undefined ? "started" : "handing over to the prepared"} generation ${
+        ctx.generation + 1
+      } (pid ${child.pid}) with ${handover.descriptors.length} descriptors`
     )
-
-  /** Kills the parked generation, if there is one, without a word from its watcher. */
-  const discard = Effect.suspend(() => {
-    const candidate = parked
-    parked = undefined
-    return candidate === undefined ? Effect.void : candidate.child.kill
+    return { child, go: prepared === undefined ? undefined : { manifest, handover } }
   })
 
-  // A parked generation that dies costs nothing: the next upgrade starts one afresh.
-  const watchParked = (child: Spawn.Child) =>
-    Deferred.await(child.exited).pipe(
-      Effect.flatMap((exited) => {
-        if (parked?.child !== child) return Effect.void
-        parked = undefined
-        return Log.warning(
-          `the prepared generation (pid ${child.pid}) ${ended(exited)} while parked; the next upgrade starts one afresh`
-        )
-      }),
-      Effect.forkIn(ctx.scope)
+/** Takes the parked generation for this upgrade if it can serve it; otherwise lets it go. */
+const takeParked = (self: Self, handover: Handover) =>
+  Effect.gen(function*() {
+    const candidate = self.parked
+    self.parked = undefined
+    if (candidate === undefined || (yield* Deferred.isDone(candidate.child.exited))) return undefined
+    if (filesOf(handover) === candidate.files) return candidate.child
+    yield* Log.info(
+      `the prepared generation (pid ${candidate.child.pid}) inherited other files than are registered now; ` +
+        "starting the next generation afresh"
     )
+    yield* candidate.child.kill
+    return undefined
+  })
 
-  const prepare = Effect.gen(function*() {
-    if (parked !== undefined) {
-      yield* Log.info(`replacing the prepared generation (pid ${parked.child.pid})`)
-      yield* discard
+// Without probation a child that dies after `ready` takes the listeners with it, since
+// this generation has let them go; say so loudly while this one is still draining.
+const watchSuccessor = (ctx: Spawning, child: Spawn.Child) =>
+  Deferred.await(child.exited).pipe(
+    Effect.flatMap((exited) =>
+      Log.error(
+        `the new generation (pid ${child.pid}) ${ended(exited)} after it was ready, while this generation ` +
+          "drains; its listeners are gone with it. Set `probation` to keep them until the new generation " +
+          "has proven itself"
+      )
+    ),
+    // Forked from a release, which is uninterruptible: without this, closing the scope would wait for the child.
+    Effect.interruptible,
+    Effect.forkIn(ctx.scope)
+  )
+
+const prepare = (self: Self) =>
+  Effect.gen(function*() {
+    const { ctx } = self
+    if (self.parked !== undefined) {
+      yield* Log.info(`replacing the prepared generation (pid ${self.parked.child.pid})`)
+      yield* discard(self)
     }
     // Refused now rather than at the upgrade; and the check is warm (the addon loaded) by then.
-    yield* checkStrays
+    yield* checkStrays(ctx)
     const files = yield* ctx.registry.registeredFiles()
     const child = yield* Effect.acquireUseRelease(
-      spawn(ctx.command(), nextManifest(files.descriptors, { prepared: true }), { ...files, sockets: [] }),
+      self.spawn(ctx.command(), nextManifest(ctx, files.descriptors, { prepared: true }), { ...files, sockets: [] }),
       (child) =>
         Log.info(`preparing generation ${ctx.generation + 1} (pid ${child.pid})`).pipe(
           Effect.zipRight(Spawn.awaitParked(child, { timeout: ctx.timeout, stop: ctx.stop })),
@@ -212,26 +219,34 @@ export const spawning = (ctx: Spawning): Successor => {
         ),
       (child, exit) => Exit.isSuccess(exit) ? Effect.void : child.kill
     )
-    parked = { child, files: filesOf(files) }
-    yield* watchParked(child)
+    self.parked = { child, files: filesOf(files) }
+    yield* watchParked(self, child)
     yield* Log.info(
       `generation ${ctx.generation + 1} (pid ${child.pid}) is prepared; the next upgrade hands it the descriptors`
     )
     return { pid: child.pid }
   })
 
-  return {
-    // Strays and state first, outside the uninterruptible acquire: a user's snapshot may hang,
-    // and the timeout, stop and interruption must still reach it.
-    upgrade: (onSpawned) =>
-      Effect.zipRight(checkStrays, ctx.handoff.collect(ctx.timeout)).pipe(
-        Effect.flatMap((stateText) => attempt(stateText, onSpawned))
-      ),
-    prepare,
-    discard,
-    handsOverOnSuccess: true
-  }
-}
+/** Kills the parked generation, if there is one, without a word from its watcher. */
+const discard = (self: Self) =>
+  Effect.suspend(() => {
+    const candidate = self.parked
+    self.parked = undefined
+    return candidate === undefined ? Effect.void : candidate.child.kill
+  })
+
+// A parked generation that dies costs nothing: the next upgrade starts one afresh.
+const watchParked = (self: Self, child: Spawn.Child) =>
+  Deferred.await(child.exited).pipe(
+    Effect.flatMap((exited) => {
+      if (self.parked?.child !== child) return Effect.void
+      self.parked = undefined
+      return Log.warning(
+        `the prepared generation (pid ${child.pid}) ${ended(exited)} while parked; the next upgrade starts one afresh`
+      )
+    }),
+    Effect.forkIn(self.ctx.scope)
+  )
 
 /** The runner's answer to a request, as this generation's own outcome. */
 const fromRunner = (request: Effect.Effect<Protocol.UpgradeResult | undefined>) =>
