@@ -28,7 +28,7 @@ const EVENTS: ReadonlyArray<Event> = [
   { _tag: "Stop" }
 ]
 
-describe("the lifecycle's state machine", () => {
+describe("the lifecycle's state machine: transitions", () => {
   it("changes state exactly for the events the table lists, and refuses only Begin", () => {
     for (const state of STATES) {
       for (const event of EVENTS) {
@@ -63,7 +63,9 @@ describe("the lifecycle's state machine", () => {
     m.apply({ _tag: "Stop" })
     assert.deepStrictEqual(m.get(), { _tag: "Upgraded", childPid: 10 }, "an upgraded generation stays upgraded")
   })
+})
 
+describe("the lifecycle's state machine: what each state allows", () => {
   it("refuses an upgrade with the typed error each state calls for", () => {
     const begin = { pid: 5, parentPid: undefined }
     assert.strictEqual(refusal({ _tag: "Starting" }, begin)?._tag, "NotReady")
