@@ -6,6 +6,7 @@
  *
  * @since 0.1.0
  */
+// Over 300 lines on purpose: the catalog of the public error union, one class each; split, what users `catchTag` on would scatter.
 import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
 

@@ -18,33 +18,30 @@
  *
  * @since 0.1.0
  */
-import * as Cause from "effect/Cause"
-import * as Config from "effect/Config"
-import * as ConfigError from "effect/ConfigError"
+// Over 300 lines for its JSDoc alone (docgen builds the API reference here); the code is in internal/upgrader.ts, config.ts, signals.ts.
+import type * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
-import * as Deferred from "effect/Deferred"
-import * as Duration from "effect/Duration"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Either from "effect/Either"
-import * as FiberId from "effect/FiberId"
 import * as Layer from "effect/Layer"
-import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import * as Fds from "./Fds.js"
-import * as Durations from "./internal/duration.js"
+import * as Configs from "./internal/config.js"
 import * as Instance from "./internal/instance.js"
 import * as Lifecycle from "./internal/lifecycle.js"
-import * as Log from "./internal/log.js"
 import * as Services from "./internal/services.js"
+import * as Signals from "./internal/signals.js"
+import * as Internal from "./internal/upgrader.js"
 import type {
   DuplicateUpgrader,
   HandoverError,
+  HealthCheckFailed,
   NotSupported,
   PidFileError,
   StateError,
   UpgradeError
 } from "./UpgradeError.js"
-import { HealthCheckFailed } from "./UpgradeError.js"
 
 /**
  * How the next generation is started. Every field is optional; the defaults
@@ -222,20 +219,7 @@ export const make = (
 > =>
   // Claimed first: a second instance must not take the handover the live one read.
   Effect.zipRight(Instance.claim("Upgrader.layer"), Lifecycle.make(options)).pipe(Effect.map((lifecycle) => ({
-    upgrader: Upgrader.of({
-      pid: lifecycle.pid,
-      generation: lifecycle.generation,
-      hasParent: lifecycle.hasParent,
-      ready: lifecycle.ready,
-      upgrade: lifecycle.upgrade,
-      prepare: lifecycle.prepare,
-      exit: lifecycle.exit,
-      stop: lifecycle.stop,
-      waitForParent: lifecycle.waitForParent,
-      offerState: lifecycle.offerState,
-      inheritedState: lifecycle.inheritedState,
-      unready: lifecycle.unready
-    }),
+    upgrader: Upgrader.of(Internal.service(lifecycle)),
     fds: Fds.fromRegistry(lifecycle.registry)
   })))
 
@@ -295,16 +279,7 @@ export const launch = <ROut, E, RIn, E2 = never, R2 = never>(
     readonly readyTimeout?: Duration.DurationInput | undefined
   } = {}
 ): Effect.Effect<ExitReason, E | PidFileError | HealthCheckFailed, RIn | R2 | Upgrader> =>
-  Effect.scoped(Effect.gen(function*() {
-    const upgrader = yield* Upgrader
-    yield* Layer.build(self)
-    yield* options.readyWhen === undefined
-      ? upgrader.ready
-      : readyWhen(options.readyWhen, { timeout: options.readyTimeout })
-    const reason = yield* upgrader.exit
-    yield* Log.info(`${reason}: draining`)
-    return reason
-  }))
+  Effect.flatMap(Upgrader, (upgrader) => Internal.launch(upgrader, self, options))
 
 /**
  * `ready`, gated by a check of yours (an HTTP probe to this generation's own
@@ -320,34 +295,7 @@ export const readyWhen = <E, R>(
   check: Effect.Effect<unknown, E, R>,
   options: { readonly timeout?: Duration.DurationInput | undefined } = {}
 ): Effect.Effect<void, HealthCheckFailed | PidFileError, R | Upgrader> =>
-  Effect.gen(function*() {
-    const upgrader = yield* Upgrader
-    const timeout = Duration.decode(options.timeout ?? Duration.seconds(30))
-    yield* check.pipe(
-      Effect.timeoutFail({ duration: timeout, onTimeout: () => `no answer within ${Duration.format(timeout)}` }),
-      Effect.catchAllCause((cause) => {
-        const reason = describeCause(Cause.squash(cause))
-        return Effect.zipRight(upgrader.unready(reason), new HealthCheckFailed({ pid: upgrader.pid, reason }))
-      })
-    )
-    yield* upgrader.ready
-  }).pipe(Effect.withSpan("Upgrader.readyWhen"))
-
-const describeCause = (error: unknown): string =>
-  typeof error === "string"
-    ? error
-    : error instanceof Error || (typeof error === "object" && error !== null && "message" in error)
-    ? String((error as { message: unknown }).message)
-    : String(error)
-
-/** A duration in either spelling; a wrong one names the variable (Config adds it) and the forms. */
-const durationConfig = (name: string): Config.Config<Duration.Duration> =>
-  Config.string(name).pipe(Config.mapOrFail((text) => {
-    const duration = Durations.parse(text)
-    return duration === undefined
-      ? Either.left(ConfigError.InvalidData([], `${JSON.stringify(text)} is not a duration; use ${Durations.FORMS}`))
-      : Either.right(duration)
-  }))
+  Effect.flatMap(Upgrader, (upgrader) => Internal.readyWhen(upgrader, check, options.timeout))
 
 /**
  * Settings from the environment: `TABLEFLIP_UPGRADE_TIMEOUT` and
@@ -357,17 +305,7 @@ const durationConfig = (name: string): Config.Config<Duration.Duration> =>
  * @since 0.1.0
  * @category config
  */
-export const config: Config.Config<Options> = Config.all({
-  upgradeTimeout: durationConfig("TABLEFLIP_UPGRADE_TIMEOUT").pipe(
-    Config.withDefault(Lifecycle.DEFAULT_UPGRADE_TIMEOUT)
-  ),
-  pidFile: Config.option(Config.string("TABLEFLIP_PID_FILE")),
-  probation: durationConfig("TABLEFLIP_PROBATION").pipe(Config.withDefault(Duration.zero))
-}).pipe(Config.map(({ pidFile, probation, upgradeTimeout }) => ({
-  upgradeTimeout,
-  probation,
-  pidFile: Option.getOrUndefined(pidFile)
-})))
+export const config: Config.Config<Options> = Configs.config
 
 /**
  * `layer` with settings read through `config`; `options` win over the
@@ -379,15 +317,7 @@ export const config: Config.Config<Options> = Config.all({
 export const layerConfig = (
   options: Options = {}
 ): Layer.Layer<Upgrader | Fds.Fds, HandoverError | NotSupported | DuplicateUpgrader | ConfigError.ConfigError> =>
-  Layer.unwrapEffect(Effect.map(config, (fromEnv) =>
-    layer({
-      upgradeTimeout: options.upgradeTimeout ?? fromEnv.upgradeTimeout,
-      pidFile: options.pidFile ?? fromEnv.pidFile,
-      probation: options.probation ?? fromEnv.probation,
-      maxStateBytes: options.maxStateBytes,
-      command: options.command,
-      unregisteredListeners: options.unregisteredListeners
-    })))
+  Layer.unwrapEffect(Effect.map(config, (fromEnv) => layer(Configs.merge(options, fromEnv))))
 
 /**
  * Upgrades on a signal (SIGHUP by default) and logs the outcome; a failed
@@ -411,63 +341,4 @@ export const layerSignal = (
     readonly prepare?: NodeJS.Signals | undefined
   } = {}
 ): Layer.Layer<never, never, Upgrader> =>
-  Layer.scopedDiscard(Effect.gen(function*() {
-    const upgrader = yield* Upgrader
-    yield* onSignal(
-      signal,
-      // A signal to a new generation whose predecessor still drains (a second deploy hook, say)
-      // is an upgrade after that drain, not a ParentNotExited the operator has to retry.
-      Effect.zipRight(upgrader.waitForParent, Effect.map(upgrader.upgrade, ({ pid }) => `upgraded to pid ${pid}`))
-    )
-    if (options.prepare !== undefined) {
-      yield* onSignal(
-        options.prepare,
-        Effect.zipRight(upgrader.waitForParent, Effect.map(upgrader.prepare, ({ pid }) => `prepared pid ${pid}`))
-      )
-    }
-  }))
-
-/** Runs `action` once per signal, folding the ones that arrive while it runs into one more run. */
-const onSignal = (signal: NodeJS.Signals, action: Effect.Effect<string, UpgradeError>) =>
-  Effect.gen(function*() {
-    // One pending request at most (a Deferred completed once by any number of signals): what
-    // arrives during a run is one more run after it. Not a Queue, whose modules every
-    // generation would load before `ready` for this alone.
-    let requested = Deferred.unsafeMake<void>(FiberId.none)
-    const handler = () => {
-      Deferred.unsafeDone(requested, Effect.void)
-    }
-    yield* Effect.acquireRelease(
-      Effect.sync(() => process.on(signal, handler)),
-      () =>
-        Effect.sync(() => {
-          ignore(signal)
-          process.off(signal, handler)
-        })
-    )
-    const next = Effect.suspend(() => Deferred.await(requested)).pipe(
-      Effect.zipRight(Effect.sync(() => {
-        requested = Deferred.unsafeMake<void>(FiberId.none)
-      }))
-    )
-    yield* next.pipe(
-      Effect.zipRight(
-        action.pipe(
-          Effect.matchCauseEffect({
-            // The lifecycle logs its own failures; a defect must not end the loop, or later signals do nothing.
-            onFailure: (cause) => Cause.isFailType(cause) ? Effect.void : Log.error(`${signal} died`, cause),
-            onSuccess: (done) => Log.info(`${signal}: ${done}`)
-          })
-        )
-      ),
-      Effect.forever,
-      Effect.forkScoped
-    )
-  })
-
-const ignored = new Set<NodeJS.Signals>()
-const ignore = (signal: NodeJS.Signals): void => {
-  if (ignored.has(signal)) return
-  ignored.add(signal)
-  process.on(signal, () => {})
-}
+  Layer.scopedDiscard(Effect.flatMap(Upgrader, (upgrader) => Signals.install(upgrader, signal, options.prepare)))

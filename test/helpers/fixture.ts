@@ -7,7 +7,7 @@ import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Os from "node:os"
 import * as Path from "node:path"
-import type { Plan } from "../fixtures/generation.js"
+import type { Event as GenerationEvent, Plan } from "../fixtures/generation.js"
 
 export const root = Path.resolve(import.meta.dirname, "../..")
 
@@ -15,11 +15,13 @@ export const root = Path.resolve(import.meta.dirname, "../..")
 const MARK = "TABLEFLIP_TEST_RUN"
 let runs = 0
 
-export interface Event {
-  readonly event: string
-  readonly pid: number
-  readonly [key: string]: any
-}
+/**
+ * An event line, typed by the generation fixture's union (`at-spawn.cjs` reports into it too): a
+ * misspelt name does not compile, and `e.event === "ready"` narrows to that event's fields. Other
+ * fields read loosely, as after a predicate TypeScript does not narrow through
+ * (`e.event === "ready" && e.pid === pid`).
+ */
+export type Event = GenerationEvent & { readonly [key: string]: any }
 
 /**
  * A process tree started by a test: the first generation and every

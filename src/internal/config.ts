@@ -1,0 +1,46 @@
+/**
+ * `Upgrader.config`: the settings read from the environment, and how the
+ * options given in code win over them.
+ *
+ * @internal
+ */
+import * as Config from "effect/Config"
+import * as ConfigError from "effect/ConfigError"
+import * as Duration from "effect/Duration"
+import * as Either from "effect/Either"
+import * as Option from "effect/Option"
+import type { Options } from "../Upgrader.js"
+import * as Durations from "./duration.js"
+import * as Lifecycle from "./lifecycle.js"
+
+/** A duration in either spelling; a wrong one names the variable (Config adds it) and the forms. */
+const durationConfig = (name: string): Config.Config<Duration.Duration> =>
+  Config.string(name).pipe(Config.mapOrFail((text) => {
+    const duration = Durations.parse(text)
+    return duration === undefined
+      ? Either.left(ConfigError.InvalidData([], `${JSON.stringify(text)} is not a duration; use ${Durations.FORMS}`))
+      : Either.right(duration)
+  }))
+
+/** @internal */
+export const config: Config.Config<Options> = Config.all({
+  upgradeTimeout: durationConfig("TABLEFLIP_UPGRADE_TIMEOUT").pipe(
+    Config.withDefault(Lifecycle.DEFAULT_UPGRADE_TIMEOUT)
+  ),
+  pidFile: Config.option(Config.string("TABLEFLIP_PID_FILE")),
+  probation: durationConfig("TABLEFLIP_PROBATION").pipe(Config.withDefault(Duration.zero))
+}).pipe(Config.map(({ pidFile, probation, upgradeTimeout }) => ({
+  upgradeTimeout,
+  probation,
+  pidFile: Option.getOrUndefined(pidFile)
+})))
+
+/** `options` over what `config` read from the environment. @internal */
+export const merge = (options: Options, fromEnv: Options): Options => ({
+  upgradeTimeout: options.upgradeTimeout ?? fromEnv.upgradeTimeout,
+  pidFile: options.pidFile ?? fromEnv.pidFile,
+  probation: options.probation ?? fromEnv.probation,
+  maxStateBytes: options.maxStateBytes,
+  command: options.command,
+  unregisteredListeners: options.unregisteredListeners
+})
