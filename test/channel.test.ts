@@ -350,7 +350,8 @@ describe("Channel receiver", () => {
         parked: () => {},
         upgrade: () => {},
         prepare: () => {}
-      })).pipe(Scope.extend(scope))
+        // Built where interruption is off, as `spawn` builds it: its fiber must still stop.
+      })).pipe(Scope.extend(scope), Effect.uninterruptible)
       const queued = new Net.Socket()
       const late = new Net.Socket()
       const descriptor = { kind: "tcp", key: "tcp:*:80", address: "0.0.0.0", port: 80, family: "IPv4" }

@@ -174,7 +174,14 @@ export const receiver = <M extends Message>(
     yield* Effect.addFinalizer(() =>
       Effect.zipRight(Effect.sync(() => closed = true), leftovers(queue)).pipe(Effect.zipRight(Queue.shutdown(queue)))
     )
-    yield* Queue.take(queue).pipe(Effect.flatMap((item) => step(ctx, item)), Effect.forever, Effect.forkScoped)
+    // Interrupted only while it waits (an item taken is handled whole), even when built where
+    // interruption is off (`spawn`): closing the scope must stop it.
+    yield* Effect.interruptible(Queue.take(queue)).pipe(
+      Effect.flatMap((item) => step(ctx, item)),
+      Effect.uninterruptible,
+      Effect.forever,
+      Effect.forkScoped
+    )
     const after = (event: () => void) => {
       if (closed) event()
       else Queue.unsafeOffer(queue, { _tag: "After", event })
