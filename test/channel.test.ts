@@ -1,7 +1,8 @@
 /**
  * The typed IPC channel, in-process: the decoders per message, the receiver's
  * dispatch (unknown and malformed messages ignored and logged once, stray
- * sockets closed), requests matched to answers by sequence number, and
+ * sockets closed, messages handled in order by its fiber, a throwing handler
+ * logged), requests matched to answers by sequence number, and
  * errors round-tripping through a `Failed` answer.
  */
 import { assert, describe, it } from "@effect/vitest"
