@@ -1,15 +1,18 @@
 /**
  * The typed IPC channel, in-process: the decoders per message, the receiver's
  * dispatch (unknown and malformed messages ignored and logged once, stray
- * sockets closed), requests matched to answers by sequence number, and
+ * sockets closed, messages handled in order by its fiber, a throwing handler
+ * logged), requests matched to answers by sequence number, and
  * errors round-tripping through a `Failed` answer.
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Equal from "effect/Equal"
+import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Logger from "effect/Logger"
+import * as Scope from "effect/Scope"
 import * as Net from "node:net"
 import * as Channel from "../src/internal/channel.js"
 import * as Errors from "../src/internal/errors.js"
@@ -140,7 +143,7 @@ describe("Channel decoders", () => {
 })
 
 /** Runs `body` with a logger that keeps every line it writes. */
-const withLines = <A, E>(body: (lines: Array<string>) => Effect.Effect<A, E>) => {
+const withLines = <A, E, R>(body: (lines: Array<string>) => Effect.Effect<A, E, R>) => {
   const lines: Array<string> = []
   return body(lines).pipe(
     Effect.provide(Logger.replace(Logger.defaultLogger, Logger.make(({ message }) => lines.push(String(message)))))
@@ -148,11 +151,11 @@ const withLines = <A, E>(body: (lines: Array<string>) => Effect.Effect<A, E>) =>
 }
 
 describe("Channel receiver", () => {
-  it.effect("dispatches each message to its handler, the socket with the descriptor", () =>
+  it.scoped("dispatches each message to its handler, the socket with the descriptor", () =>
     withLines((lines) =>
       Effect.gen(function*() {
         const seen: Array<[string, unknown]> = []
-        const { receive } = yield* Channel.receiver(Channel.fromChild, "the next generation (pid 5)", () => ({
+        const { receive, settled } = yield* Channel.receiver(Channel.fromChild, "the next generation (pid 5)", () => ({
           descriptor: (message, handle) => seen.push([message.key, handle]),
           ready: () => seen.push(["ready", undefined]),
           unready: ({ reason }) => seen.push(["unready", reason]),
@@ -168,6 +171,7 @@ describe("Channel receiver", () => {
         receive({ tableflip: "prepare" }, undefined)
         receive({ tableflip: "ready" }, undefined)
         receive({ cmd: "the app's own" }, undefined)
+        yield* settled
         assert.deepStrictEqual(seen, [
           ["tcp:*:80", socket],
           ["unready", "no db"],
@@ -181,11 +185,11 @@ describe("Channel receiver", () => {
       })
     ))
 
-  it.effect("ignores unknown and malformed messages, logging each tag once, and closes stray sockets", () =>
+  it.scoped("ignores unknown and malformed messages, logging each tag once, and closes stray sockets", () =>
     withLines((lines) =>
       Effect.gen(function*() {
         let stops = 0
-        const { receive } = yield* Channel.receiver(
+        const { receive, settled } = yield* Channel.receiver(
           Channel.fromParent,
           "the previous generation (pid 9)",
           () => ({
@@ -209,6 +213,7 @@ describe("Channel receiver", () => {
         receive({ tableflip: "descriptor" }, strays[1])
         receive({ tableflip: "state", state: "{}" }, strays[2])
         receive({ tableflip: "stop" }, undefined)
+        yield* settled
         assert.strictEqual(stops, 1)
         assert.isTrue(strays.every((socket) => socket.destroyed))
         assert.deepStrictEqual(lines, [
@@ -228,11 +233,11 @@ describe("Channel receiver", () => {
       })
     ))
 
-  it.effect("hands a malformed message of a tag with a hook to the hook, raw", () =>
+  it.scoped("hands a malformed message of a tag with a hook to the hook, raw", () =>
     withLines((lines) =>
       Effect.gen(function*() {
         const raws: Array<unknown> = []
-        const { receive } = yield* Channel.receiver(
+        const { receive, settled } = yield* Channel.receiver(
           Channel.fromParent,
           "the previous generation (pid 9)",
           () => ({
@@ -249,10 +254,120 @@ describe("Channel receiver", () => {
         )
         receive({ tableflip: "go" }, undefined)
         receive({ tableflip: "go", manifest: { version: 2 } }, undefined)
+        yield* settled
         assert.deepStrictEqual(raws, [undefined, { version: 2 }])
         assert.deepStrictEqual(lines, [])
       })
     ))
+  it.scoped("handles messages in arrival order, one at a time, and only once it has returned", () =>
+    Effect.gen(function*() {
+      const seen: Array<string> = []
+      let running = false
+      const { receive, settled } = yield* Channel.receiver(Channel.fromChild, "the next generation (pid 5)", () => ({
+        descriptor: ({ key }) => seen.push(key),
+        ready: () => seen.push("ready"),
+        unready: ({ reason }) => {
+          assert.isFalse(running)
+          running = true
+          seen.push(`unready ${reason}`)
+          running = false
+        },
+        parked: () => seen.push("parked"),
+        upgrade: ({ seq }) => seen.push(`upgrade ${seq}`),
+        prepare: ({ seq }) => seen.push(`prepare ${seq}`)
+      }))
+      const expected: Array<string> = []
+      for (let i = 0; i < 50; i++) {
+        receive({ tableflip: "unready", reason: `r${i}` }, undefined)
+        receive({ tableflip: "upgrade", seq: i }, undefined)
+        expected.push(`unready r${i}`, `upgrade ${i}`)
+      }
+      // Handled by the receiver's fiber, not in Node's callback.
+      assert.deepStrictEqual(seen, [])
+      receive({ tableflip: "parked" }, undefined)
+      yield* settled
+      assert.deepStrictEqual(seen, [...expected, "parked"])
+    }))
+
+  it.scoped("runs an event after the messages received before it", () =>
+    Effect.gen(function*() {
+      const seen: Array<string> = []
+      const { after, receive, settled } = yield* Channel.receiver(
+        Channel.fromChild,
+        "the next generation (pid 5)",
+        () => ({
+          descriptor: () => {},
+          ready: () => seen.push("ready"),
+          unready: () => {},
+          parked: () => seen.push("parked"),
+          upgrade: () => {},
+          prepare: () => {}
+        })
+      )
+      receive({ tableflip: "ready" }, undefined)
+      after(() => seen.push("exit"))
+      receive({ tableflip: "parked" }, undefined)
+      yield* settled
+      assert.deepStrictEqual(seen, ["ready", "exit", "parked"])
+    }))
+
+  it.effect("logs a handler that throws, and handles the next message all the same", () =>
+    withLines((lines) =>
+      Effect.gen(function*() {
+        const seen: Array<string> = []
+        const { receive, settled } = yield* Channel.receiver(Channel.fromChild, "the next generation (pid 5)", () => ({
+          descriptor: () => {},
+          ready: () => seen.push("ready"),
+          unready: ({ reason }) => {
+            throw new Error(`cannot take ${reason}`)
+          },
+          parked: () => seen.push("parked"),
+          upgrade: () => {},
+          prepare: () => {}
+        }))
+        receive({ tableflip: "unready", reason: "no db" }, undefined)
+        receive({ tableflip: "ready" }, undefined)
+        receive({ tableflip: "unready", reason: "no disk" }, undefined)
+        receive({ tableflip: "parked" }, undefined)
+        yield* settled
+        assert.deepStrictEqual(seen, ["ready", "parked"])
+        assert.deepStrictEqual(lines, [
+          "pid " + process.pid + ": handling a \"unready\" message from the next generation (pid 5) failed: " +
+          "cannot take no db; the next messages are handled all the same",
+          "pid " + process.pid + ": handling a \"unready\" message from the next generation (pid 5) failed: " +
+          "cannot take no disk; the next messages are handled all the same"
+        ])
+      }).pipe(Effect.scoped)
+    ))
+
+  it.effect("stops when its scope closes: what is left is not handled, its sockets are closed, events still run", () =>
+    Effect.gen(function*() {
+      const seen: Array<string> = []
+      const scope = yield* Scope.make()
+      const { after, receive } = yield* Channel.receiver(Channel.fromChild, "the next generation (pid 5)", () => ({
+        descriptor: () => seen.push("descriptor"),
+        ready: () => seen.push("ready"),
+        unready: () => {},
+        parked: () => {},
+        upgrade: () => {},
+        prepare: () => {}
+        // Built where interruption is off, as `spawn` builds it: its fiber must still stop.
+      })).pipe(Scope.extend(scope), Effect.uninterruptible)
+      const queued = new Net.Socket()
+      const late = new Net.Socket()
+      const descriptor = { kind: "tcp", key: "tcp:*:80", address: "0.0.0.0", port: 80, family: "IPv4" }
+      // Queued in this same synchronous run: the receiver's fiber has not had its turn yet.
+      receive({ tableflip: "descriptor", key: "tcp:*:80", descriptor }, queued)
+      after(() => seen.push("queued event"))
+      yield* Scope.close(scope, Exit.void)
+      receive({ tableflip: "descriptor", key: "tcp:*:80", descriptor }, late)
+      receive({ tableflip: "ready" }, undefined)
+      after(() => seen.push("late event"))
+      yield* Effect.yieldNow()
+      assert.deepStrictEqual(seen, ["queued event", "late event"])
+      assert.isTrue(queued.destroyed)
+      assert.isTrue(late.destroyed)
+    }))
 })
 
 describe("Channel requests", () => {

@@ -4,7 +4,8 @@
  * exactly its fields, in each direction (`ToChild`, `ToParent`). What
  * arrives is decoded by a hand-written decoder per variant; what cannot be
  * decoded is ignored and logged once per tag; a socket handle that comes with
- * a message that carries none is closed. Each side handles what arrives with
+ * a message that carries none is closed. What is decoded waits in a queue
+ * for one fiber (`channel/receive.ts`), which hands each message in turn to
  * a dispatch record, one function per tag (as Node's `lib/internal/cluster`
  * `primary.js` does with `methodMessageMapping`). A request (`upgrade`,
  * `prepare`) carries a sequence number `seq`, and its answer the same number
@@ -27,12 +28,8 @@ import * as Data from "effect/Data"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as FiberId from "effect/FiberId"
-import * as Runtime from "effect/Runtime"
 import type * as ChildProcess from "node:child_process"
-import * as Handles from "./handles.js"
-import * as Log from "./log.js"
 import type {
-  Decoders,
   Message,
   PrepareAnswer,
   PrepareRequest,
@@ -42,7 +39,6 @@ import type {
   UpgradeAnswer,
   UpgradeRequest
 } from "./messages.js"
-import { decode } from "./messages.js"
 import type * as Protocol from "./protocol.js"
 
 export type {
@@ -71,84 +67,8 @@ export { decode, fromChild, fromParent } from "./messages.js"
 
 // --- Receiving ---------------------------------------------------------------------------------
 
-/** A handler per tag; only `descriptor` comes with a socket handle. */
-export type Handlers<M extends Message> = {
-  readonly [T in M["tableflip"]]: (
-    message: Extract<M, { readonly tableflip: T }>,
-    handle: T extends "descriptor" ? object : undefined
-  ) => void
-}
-
-/** @internal */
-export interface Receiver {
-  /** For `process.on("message")` or `child.on("message")`. */
-  readonly receive: (message: unknown, handle: unknown) => void
-  /** Closes a socket nobody will claim and says so: left alone it would stay open in this process for good. */
-  readonly discard: (handle: unknown, why: string) => void
-}
-
-/**
- * Builds the function that decodes what arrives and dispatches it to
- * `handlers`. `peer` names the other end in log lines (`the previous
- * generation (pid 12)`). A tag in `malformed` gets its undecodable messages
- * (raw) instead of the log: a prepared generation fails on a bad `go`
- * instead of waiting for one that never comes. Log lines are written in the
- * runtime this runs in (the app's logger).
- *
- * @internal
- */
-export const receiver = <M extends Message>(
-  decoders: Decoders<M>,
-  peer: string,
-  handlers: (discard: Receiver["discard"]) => Handlers<M>,
-  malformed: { readonly [T in M["tableflip"]]?: (raw: Readonly<Record<string, unknown>>) => void } = {}
-): Effect.Effect<Receiver> =>
-  Effect.map(Effect.runtime<never>(), (runtime) => {
-    const log = (line: string) => Runtime.runFork(runtime)(Log.warning(line))
-    const logged = new Set<string>()
-    const once = (tag: string, line: string) => {
-      if (logged.has(tag)) return
-      logged.add(tag)
-      log(`${line}; later ones are ignored without a word`)
-    }
-    const discard = (handle: unknown, why: string) => {
-      Handles.closeHandle(handle)
-      log(`closed a socket ${peer} sent ${why}`)
-    }
-    const dispatch = handlers(discard) as unknown as Readonly<
-      Record<string, (message: M, handle: object | undefined) => void>
-    >
-    const receive = (raw: unknown, handle: unknown) => {
-      const decoded = decode(decoders, raw)
-      if (decoded._tag === "Foreign") return
-      const hasHandle = typeof handle === "object" && handle !== null
-      const tag = decoded._tag === "Message" ? decoded.message.tableflip : decoded.tag
-      if (hasHandle && (tag !== "descriptor" || decoded._tag !== "Message")) {
-        return discard(
-          handle,
-          decoded._tag === "Malformed"
-            ? `with a malformed ${JSON.stringify(tag)} message (${decoded.reason})`
-            : `with a ${JSON.stringify(tag)} message, which carries none`
-        )
-      }
-      switch (decoded._tag) {
-        case "Unknown":
-          return once(tag, `ignored a ${JSON.stringify(tag)} message from ${peer}, which this build does not know`)
-        case "Malformed": {
-          const hook = (malformed as Readonly<Record<string, (raw: Readonly<Record<string, unknown>>) => void>>)[tag]
-          if (hook !== undefined) return hook(raw as Readonly<Record<string, unknown>>)
-          return once(tag, `ignored a malformed ${JSON.stringify(tag)} message from ${peer}: ${decoded.reason}`)
-        }
-        case "Message": {
-          if (tag === "descriptor" && !hasHandle) {
-            return once(`${tag} without a socket`, `ignored a "descriptor" message from ${peer} without a socket`)
-          }
-          return dispatch[tag]!(decoded.message, hasHandle ? handle as object : undefined)
-        }
-      }
-    }
-    return { receive, discard }
-  })
+export type { Handlers, Malformed, Receiver } from "./channel/receive.js"
+export { receiver } from "./channel/receive.js"
 
 // --- Sending -----------------------------------------------------------------------------------
 

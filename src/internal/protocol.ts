@@ -245,34 +245,23 @@ export const validate = (json: unknown, source: string): Either.Either<Manifest,
     )
   }
   const decoded = check(json, manifestOf)
-  if (Either.isLeft(decoded)) {
-    return Either.left(
-      new HandoverError({
-        reason: "Malformed",
-        detail: `${source} does not match the manifest schema: ${decoded.left}`
-      })
-    )
-  }
-  const manifest = decoded.right
+  if (Either.isLeft(decoded)) return malformed(`${source} does not match the manifest schema: ${decoded.left}`)
   const keys = new Set<string>()
   const fds = new Set<number>()
-  for (const descriptor of manifest.fds) {
-    if (keys.has(descriptor.key)) {
-      return Either.left(
-        new HandoverError({ reason: "Malformed", detail: `descriptor ${descriptor.key} is named twice` })
-      )
-    }
+  for (const descriptor of decoded.right.fds) {
+    if (keys.has(descriptor.key)) return malformed(`descriptor ${descriptor.key} is named twice`)
     keys.add(descriptor.key)
     if (descriptor.kind !== "file") continue
-    if (fds.has(descriptor.fd)) {
-      return Either.left(new HandoverError({ reason: "Malformed", detail: `fd ${descriptor.fd} is named twice` }))
-    }
+    if (fds.has(descriptor.fd)) return malformed(`fd ${descriptor.fd} is named twice`)
     fds.add(descriptor.fd)
     const problem = checkOpen(descriptor.fd)
     if (problem !== undefined) return Either.left(problem)
   }
-  return Either.right(manifest)
+  return Either.right(decoded.right)
 }
+
+const malformed = (detail: string): Either.Either<never, HandoverError> =>
+  Either.left(new HandoverError({ reason: "Malformed", detail }))
 
 const checkOpen = (fd: number): HandoverError | undefined => {
   try {

@@ -7,9 +7,10 @@
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Scope from "effect/Scope"
 import * as ChildProcess from "node:child_process"
-import type { UpgradeError } from "../UpgradeError.js"
-import { ChildExited, HealthCheckFailed, RolledBack, SpawnError, Stopped, UpgradeTimeout } from "../UpgradeError.js"
+import { SpawnError } from "../UpgradeError.js"
 import * as Channel from "./channel.js"
 import * as Log from "./log.js"
 import * as Protocol from "./protocol.js"
@@ -85,7 +86,161 @@ const notARunner: FromChild = () => ({
  */
 const retained = new Set<ChildProcess.ChildProcess>()
 
-/** @internal */
+/** What the child says, and its exit. */
+interface Signals {
+  readonly ready: Deferred.Deferred<void>
+  readonly parked: Deferred.Deferred<void>
+  readonly unready: Deferred.Deferred<string>
+  /** Completed behind the messages the child sent before it exited. */
+  readonly exited: Deferred.Deferred<Exited>
+  /** Completed by the 'exit' event itself. */
+  readonly reaped: Deferred.Deferred<Exited>
+}
+
+const makeSignals: Effect.Effect<Signals> = Effect.all({
+  ready: Deferred.make<void>(),
+  parked: Deferred.make<void>(),
+  unready: Deferred.make<string>(),
+  exited: Deferred.make<Exited>(),
+  reaped: Deferred.make<Exited>()
+})
+
+/** Starts the process, and hears its exit from the start: it may come before anything else is set up. */
+const start = (command: Command, manifest: Protocol.Manifest, handover: Handover, signals: Signals, label: string) =>
+  Effect.async<ChildProcess.ChildProcess, SpawnError>((resume) => {
+    let child: ChildProcess.ChildProcess
+    try {
+      child = ChildProcess.spawn(command.execPath, command.args as Array<string>, {
+        cwd: command.cwd,
+        env: { ...command.env, [Protocol.ENV]: Protocol.encode(manifest) },
+        stdio: ["inherit", "inherit", "inherit", "ipc", ...handover.fds]
+      })
+    } catch (cause) {
+      return resume(Effect.fail(new SpawnError({ command: label, cause })))
+    }
+    if (child.pid === undefined) {
+      child.once("error", (cause) => resume(Effect.fail(new SpawnError({ command: label, cause }))))
+      return
+    }
+    child.once("exit", (code, signal) => Deferred.unsafeDone(signals.reaped, Effect.succeed({ code, signal })))
+    // A failed kill or send is reported elsewhere (exit, send callback); an unheard 'error' would crash us.
+    child.on("error", () => {})
+    resume(Effect.succeed(child))
+  })
+
+/** SIGKILL, then wait (bounded) until the child is reaped. */
+const kill = (child: ChildProcess.ChildProcess, exited: Deferred.Deferred<Exited>) =>
+  Effect.suspend(() => {
+    child.kill("SIGKILL")
+    return Deferred.await(exited)
+  }).pipe(
+    // Runs from finalizers, which are uninterruptible: the timeout needs this to bite.
+    Effect.interruptible,
+    Effect.timeoutFail({
+      duration: Duration.seconds(10),
+      onTimeout: () => new Error(`pid ${child.pid} was not reaped 10 s after SIGKILL`)
+    }),
+    Effect.catchAll((error) => Log.error(error.message))
+  )
+
+const childOf = (
+  child: ChildProcess.ChildProcess,
+  label: string,
+  signals: Signals,
+  handOver: () => void,
+  handover: Handover
+): Child => {
+  const pid = child.pid!
+  const send = (message: Channel.ToChild, handle?: object) =>
+    Effect.mapError(
+      Channel.send(child, message, handle),
+      (broken) => new SpawnError({ command: label, cause: broken.cause ?? `the IPC channel to pid ${pid} closed` })
+    )
+  const sendHandover = (handover: Handover) =>
+    Effect.zipRight(
+      Effect.forEach(handover.sockets, ({ handle, key }) => send({ tableflip: "descriptor", key }, handle), {
+        discard: true
+      }),
+      handover.state === undefined ? Effect.void : send({ tableflip: "state", state: handover.state })
+    )
+  return {
+    pid,
+    ready: signals.ready,
+    parked: signals.parked,
+    unready: signals.unready,
+    exited: signals.exited,
+    sendSockets: sendHandover(handover),
+    sendGo: (manifest, handover) => Effect.zipRight(send({ tableflip: "go", manifest }), sendHandover(handover)),
+    kill: kill(child, signals.exited),
+    post: (message) =>
+      Effect.ignore(Channel.send(child, message)).pipe(
+        // Queued behind a socket the child never acknowledged, the send never completes; its exit does.
+        Effect.raceFirst(Effect.asVoid(Deferred.await(signals.exited)))
+      ),
+    detach: Effect.sync(() => {
+      handOver()
+      retained.add(child)
+      child.channel?.unref()
+      child.unref()
+    })
+  }
+}
+
+/**
+ * The child as a resource of `scope`: released, it is killed unless it was
+ * handed over (`detach`) or has exited. Its channel's receiver lives in the
+ * same scope.
+ */
+const acquire = (
+  command: Command,
+  manifest: Protocol.Manifest,
+  handover: Handover,
+  fromChild: FromChild
+): Effect.Effect<Child, SpawnError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const signals = yield* makeSignals
+    const label = [command.execPath, ...command.args].join(" ")
+    let handedOver = false
+    const child = yield* Effect.acquireRelease(
+      start(command, manifest, handover, signals, label),
+      (child) =>
+        Effect.flatMap(
+          Deferred.isDone(signals.exited),
+          (exited) => handedOver || exited ? Effect.void : kill(child, signals.exited)
+        )
+    )
+    const self = childOf(child, label, signals, () => handedOver = true, handover)
+    const { after, receive } = yield* Channel.receiver(
+      Channel.fromChild,
+      `the next generation (pid ${self.pid})`,
+      () => ({
+        ready: () => Deferred.unsafeDone(signals.ready, Effect.void),
+        parked: () => Deferred.unsafeDone(signals.parked, Effect.void),
+        unready: ({ reason }) => Deferred.unsafeDone(signals.unready, Effect.succeed(reason)),
+        ...fromChild(self)
+      })
+    )
+    child.on("message", receive)
+    // The exit waits its turn behind the messages that came before it (a `ready`, then an exit, is
+    // a rollback, not a child that never got ready). A daemon: it must hear the exit the release waits for.
+    yield* Deferred.await(signals.reaped).pipe(
+      Effect.flatMap((exited) =>
+        Effect.sync(() => after(() => Deferred.unsafeDone(signals.exited, Effect.succeed(exited))))
+      ),
+      Effect.forkDaemon
+    )
+    return self
+  })
+
+/**
+ * Starts the next generation with `manifest`, the files of `handover` at fds
+ * 4.., and its sockets and state ready to send. The child lives in a scope of
+ * its own, which closes when it exits; if this fails or is interrupted once
+ * the process has started, the process is killed. The caller owns the
+ * child from then on: `kill` it, or `detach` it once it has taken over.
+ *
+ * @internal
+ */
 export const spawn = (
   command: Command,
   manifest: Protocol.Manifest,
@@ -94,164 +249,15 @@ export const spawn = (
   fromChild: FromChild = notARunner
 ): Effect.Effect<Child, SpawnError> =>
   Effect.gen(function*() {
-    const ready = yield* Deferred.make<void>()
-    const parked = yield* Deferred.make<void>()
-    const unready = yield* Deferred.make<string>()
-    const exited = yield* Deferred.make<Exited>()
-    const label = [command.execPath, ...command.args].join(" ")
-    const child = yield* Effect.async<ChildProcess.ChildProcess, SpawnError>((resume) => {
-      let child: ChildProcess.ChildProcess
-      try {
-        child = ChildProcess.spawn(command.execPath, command.args as Array<string>, {
-          cwd: command.cwd,
-          env: { ...command.env, [Protocol.ENV]: Protocol.encode(manifest) },
-          stdio: ["inherit", "inherit", "inherit", "ipc", ...handover.fds]
-        })
-      } catch (cause) {
-        return resume(Effect.fail(new SpawnError({ command: label, cause })))
-      }
-      if (child.pid === undefined) {
-        child.once("error", (cause) => resume(Effect.fail(new SpawnError({ command: label, cause }))))
-        return
-      }
-      resume(Effect.succeed(child))
-    })
-    const pid = child.pid!
-    child.once("exit", (code, signal) => Deferred.unsafeDone(exited, Effect.succeed({ code, signal })))
-    // A failed kill or send is reported elsewhere (exit, send callback); an unheard 'error' would crash us.
-    child.on("error", () => {})
-    const send = (message: Channel.ToChild, handle?: object) =>
-      Effect.mapError(
-        Channel.send(child, message, handle),
-        (broken) => new SpawnError({ command: label, cause: broken.cause ?? `the IPC channel to pid ${pid} closed` })
-      )
-    const sendHandover = (handover: Handover) =>
-      Effect.zipRight(
-        Effect.forEach(handover.sockets, ({ handle, key }) => send({ tableflip: "descriptor", key }, handle), {
-          discard: true
-        }),
-        handover.state === undefined ? Effect.void : send({ tableflip: "state", state: handover.state })
-      )
-    const self: Child = {
-      pid,
-      ready,
-      parked,
-      unready,
-      exited,
-      sendSockets: sendHandover(handover),
-      sendGo: (manifest, handover) => Effect.zipRight(send({ tableflip: "go", manifest }), sendHandover(handover)),
-      kill: Effect.suspend(() => {
-        child.kill("SIGKILL")
-        return Deferred.await(exited)
-      }).pipe(
-        // Runs from finalizers, which are uninterruptible: the timeout needs this to bite.
-        Effect.interruptible,
-        Effect.timeoutFail({
-          duration: Duration.seconds(10),
-          onTimeout: () => new Error(`pid ${pid} was not reaped 10 s after SIGKILL`)
-        }),
-        Effect.catchAll((error) => Log.error(error.message))
-      ),
-      post: (message) =>
-        Effect.ignore(Channel.send(child, message)).pipe(
-          // Queued behind a socket the child never acknowledged, the send never completes; its exit does.
-          Effect.raceFirst(Effect.asVoid(Deferred.await(exited)))
-        ),
-      detach: Effect.sync(() => {
-        retained.add(child)
-        child.channel?.unref()
-        child.unref()
-      })
-    }
-    const { receive } = yield* Channel.receiver(Channel.fromChild, `the next generation (pid ${pid})`, () => ({
-      ready: () => Deferred.unsafeDone(ready, Effect.void),
-      parked: () => Deferred.unsafeDone(parked, Effect.void),
-      unready: ({ reason }) => Deferred.unsafeDone(unready, Effect.succeed(reason)),
-      ...fromChild(self)
-    }))
-    child.on("message", receive)
-    return self
+    const scope = yield* Scope.make()
+    const child = yield* acquire(command, manifest, handover, fromChild).pipe(
+      Scope.extend(scope),
+      Effect.onExit((exit) => Exit.isSuccess(exit) ? Effect.void : Scope.close(scope, exit)),
+      Effect.uninterruptible
+    )
+    // Its receiver stops once the child has exited and every message it sent has been handled.
+    yield* Deferred.await(child.exited).pipe(Effect.zipRight(Scope.close(scope, Exit.void)), Effect.forkDaemon)
+    return child
   })
 
-/**
- * How long a child whose channel broke while it was sent its sockets has to
- * exit, so that its exit code, not the broken pipe, is the error.
- */
-const BROKEN_CHANNEL_GRACE = Duration.seconds(2)
-
-/**
- * Hands the child its sockets and state, then waits for it to say it is ready
- * within `timeout` (counted from the first send), then to stay alive through
- * `probation`. The whole of it is raced with the child's exit and with `stop`,
- * so a child that dies, hangs or stops at any point, even before Node has
- * delivered the first socket, ends it. Fails with `UpgradeTimeout`,
- * `ChildExited` (before ready), `RolledBack` (after), `HealthCheckFailed`,
- * `SpawnError` (the channel broke and the child lives on), or `Stopped` once
- * `stop` completes. The caller kills the child on failure.
- *
- * @internal
- */
-export const awaitReady = (
-  child: Child,
-  options: {
-    readonly timeout: Duration.Duration
-    readonly probation: Duration.Duration
-    readonly stop: Deferred.Deferred<void>
-    /** A prepared child: the manifest its `go` carries, and what to hand it after. */
-    readonly go?: { readonly manifest: Protocol.Manifest; readonly handover: Handover } | undefined
-  }
-): Effect.Effect<void, UpgradeError> =>
-  (options.go === undefined ? child.sendSockets : child.sendGo(options.go.manifest, options.go.handover)).pipe(
-    // A broken channel most often means the child is dying: its exit, raced below, says how.
-    Effect.catchAll((error) => Effect.zipRight(Effect.sleep(BROKEN_CHANNEL_GRACE), Effect.fail(error))),
-    Effect.zipRight(Deferred.await(child.ready)),
-    Effect.raceFirst(
-      Effect.zipRight(Effect.sleep(options.timeout), new UpgradeTimeout({ pid: child.pid, timeout: options.timeout }))
-    ),
-    Effect.zipRight(
-      Duration.isZero(options.probation) ? Effect.void : Log.info(
-        `the next generation (pid ${child.pid}) is ready; probation for ${Duration.format(options.probation)}`
-      ).pipe(Effect.zipRight(Effect.sleep(options.probation)))
-    ),
-    Effect.raceFirst(Effect.flatMap(
-      Deferred.await(child.exited),
-      ({ code, signal }) =>
-        Effect.flatMap(
-          Deferred.isDone(child.ready),
-          (wasReady): Effect.Effect<never, RolledBack | ChildExited> =>
-            wasReady
-              ? new RolledBack({ pid: child.pid, code, signal, probation: options.probation })
-              : new ChildExited({ pid: child.pid, code, signal })
-        )
-    )),
-    Effect.raceFirst(Effect.flatMap(
-      Deferred.await(child.unready),
-      (reason) => new HealthCheckFailed({ pid: child.pid, reason })
-    )),
-    Effect.raceFirst(Effect.zipRight(Deferred.await(options.stop), new Stopped({ childPid: child.pid })))
-  )
-
-/**
- * Waits, within `timeout`, for a prepared child to say it has loaded and
- * parked, raced with its exit and with `stop`. Fails with `UpgradeTimeout`,
- * `ChildExited` or `Stopped`; the caller kills the child on failure.
- *
- * @internal
- */
-export const awaitParked = (
-  child: Child,
-  options: { readonly timeout: Duration.Duration; readonly stop: Deferred.Deferred<void> }
-): Effect.Effect<void, UpgradeError> =>
-  Deferred.await(child.parked).pipe(
-    Effect.raceFirst(
-      Effect.zipRight(
-        Effect.sleep(options.timeout),
-        new UpgradeTimeout({ pid: child.pid, timeout: options.timeout, phase: "prepare" })
-      )
-    ),
-    Effect.raceFirst(Effect.flatMap(
-      Deferred.await(child.exited),
-      ({ code, signal }) => new ChildExited({ pid: child.pid, code, signal })
-    )),
-    Effect.raceFirst(Effect.zipRight(Deferred.await(options.stop), new Stopped({ childPid: child.pid })))
-  )
+export { awaitParked, awaitReady } from "./spawn/wait.js"
