@@ -36,9 +36,10 @@
  *
  * The rooms, under `directory/`: `files` (the paths, the directory's and a
  * recorded owner's checks), `lock` (upgrade.lock), `newcomer` (finding the
- * owner, taking its offer, saying `ready`), `owner` (serving owner.sock and
- * handing over), `codec` (the bytes on owner.sock) and `state` (the one state
- * machine both sides move; its diagram is there). This module wires them.
+ * owner, taking its offer, saying `ready`), `answer` (the newcomer's bounded
+ * reads of the owner's answer), `owner` (serving owner.sock and handing over),
+ * `codec` (the bytes on owner.sock) and `state` (the one state machine both
+ * sides move, read synchronously; its diagram is there). This module wires them.
  *
  * @internal
  */
@@ -47,7 +48,6 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as FiberSet from "effect/FiberSet"
-import * as Runtime from "effect/Runtime"
 import type * as Scope from "effect/Scope"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
@@ -80,7 +80,6 @@ export const make = Effect.fnUntraced(function*(options: Options) {
   Log.identify(`directory ${paths.dir}`)
   // Effects started from Node callbacks run in this layer's runtime (the app's logger) and end with it.
   const runFork = yield* FiberSet.makeRuntime<never>()
-  const runSync = Runtime.runSync(yield* Effect.runtime<never>())
 
   const lock = yield* Lock.take(addon, paths.lock, timeout)
   const found = yield* Newcomer.find(addon, paths, timeout)
@@ -90,13 +89,13 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     ? []
     : predecessor.offer.descriptors.map((descriptor, i) => ({ descriptor, fd: predecessor.fds[i]! }))
 
-  const machine = yield* State.machine
+  const machine = State.machine()
   const exitReason = yield* Deferred.make<ExitReason>()
   const predecessorGone = yield* Deferred.make<void>()
   if (predecessor === undefined) Deferred.unsafeDone(predecessorGone, Effect.void)
   const registry = new Registry(inherited, {
     // Asked synchronously as the registry closes a unix listener.
-    mayUnlink: (boundHere) => State.mayUnlink(runSync(machine.get), boundHere, predecessor !== undefined)
+    mayUnlink: (boundHere) => State.mayUnlink(machine.get(), boundHere, predecessor !== undefined)
   })
   const owner = yield* Owner.make({ addon, paths, timeout, machine, registry, generation, exitReason, runFork })
   const wired: Wired = { options, paths, lock, predecessor, machine, registry, owner, exitReason, predecessorGone }
@@ -146,15 +145,15 @@ const readyOf = (wired: Wired) =>
   Effect.gen(function*() {
     const { machine, options, paths, predecessor } = wired
     // Checked before the pid file is written, stepped after: a pid file that fails leaves `ready` to try again.
-    if (Either.isLeft(State.transition(yield* machine.get, { _tag: "MarkReady" }))) return
+    if (Either.isLeft(State.transition(machine.get(), { _tag: "MarkReady" }))) return
     if (options.pidFile !== undefined) yield* PidFile.write(options.pidFile)
     wired.registry.closeUnclaimed()
-    if (Either.isLeft(yield* machine.step({ _tag: "MarkReady" }))) return
+    if (Either.isLeft(machine.step({ _tag: "MarkReady" }))) return
     yield* wired.owner.claim.pipe(
       Effect.mapError((error) => new PidFileError({ path: error.path, cause: error.message }))
     )
     yield* Files.recordOwner(paths)
-    yield* machine.step({ _tag: "Claimed" })
+    machine.step({ _tag: "Claimed" })
     if (predecessor !== undefined) {
       Newcomer.sayReady(predecessor.fd, () => Deferred.unsafeDone(wired.predecessorGone, Effect.void))
     }
@@ -166,16 +165,15 @@ const readyOf = (wired: Wired) =>
 
 /** `stop`: this process's `exit` completes with "stopped", unless it handed over (or stopped) already. */
 const stopOf = ({ exitReason, machine }: Wired): Effect.Effect<void> =>
-  Effect.flatMap(
-    machine.step({ _tag: "Stop" }),
-    (stepped) => Either.isLeft(stepped) ? Effect.void : Deferred.succeed(exitReason, "stopped")
+  Effect.suspend(() =>
+    Either.isLeft(machine.step({ _tag: "Stop" })) ? Effect.void : Deferred.succeed(exitReason, "stopped")
   )
 
 /** At the end of the scope: stop, end a handover in flight, let owner.sock go (unlinked unless handed over). */
 const release = (wired: Wired, stop: Effect.Effect<void>) =>
   Effect.gen(function*() {
     yield* stop
-    const state = yield* wired.machine.get
+    const state = wired.machine.get()
     if (state._tag === "Stopped") state.newcomer?.socket.destroy()
     yield* wired.owner.close(state._tag !== "HandedOver")
     // A newcomer that never got to `ready` closes its end, so the owner serves on at once.

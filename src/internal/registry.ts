@@ -8,17 +8,21 @@
  * @internal
  */
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import type * as Dgram from "node:dgram"
 import * as Net from "node:net"
 import type { ListenOptions, PacketOptions } from "../Fds.js"
-import { ListenError, TooManyDescriptors } from "../UpgradeError.js"
+import type { TooManyDescriptors } from "../UpgradeError.js"
+import { ListenError } from "../UpgradeError.js"
 import * as Binding from "./binding.js"
 import * as Entries from "./entries.js"
 import * as Keys from "./keys.js"
 import * as Procfs from "./procfs.js"
-import * as Protocol from "./protocol.js"
+import type * as Protocol from "./protocol.js"
+import * as Placing from "./registry/handover.js"
+import type { Handover } from "./registry/handover.js"
 import * as Sockets from "./sockets.js"
 import * as Strays from "./strays.js"
 
@@ -35,15 +39,7 @@ export interface Inherited {
 }
 
 /** @internal */
-export interface Handover {
-  /** JSON of the state handed over, if any (added by the lifecycle). */
-  readonly state?: string | undefined
-  readonly descriptors: ReadonlyArray<Protocol.Descriptor>
-  /** Sockets to send over the IPC channel, by key. */
-  readonly sockets: ReadonlyArray<{ readonly key: string; readonly handle: object }>
-  /** Fds to place at `FIRST_FD`, `FIRST_FD + 1`, ... in the child. */
-  readonly fds: ReadonlyArray<number>
-}
+export type { Handover } from "./registry/handover.js"
 
 /**
  * Whether this generation is the one serving, and so may unlink its unix
@@ -210,26 +206,9 @@ export class Registry {
    */
   handover(): Effect.Effect<Handover, TooManyDescriptors> {
     return Effect.suspend(() => {
-      const descriptors: Array<Protocol.Descriptor> = []
-      const sockets: Array<{ readonly key: string; readonly handle: object }> = []
-      const fds: Array<number> = []
-      for (const registered of this.#used.values()) {
-        const described = registered.describe()
-        if (described === undefined) continue
-        const payload = registered.payload()
-        if ("fd" in payload) {
-          fds.push(payload.fd)
-          descriptors.push({ ...described, fd: Protocol.FIRST_FD + fds.length - 1 } as Protocol.Descriptor)
-        } else {
-          sockets.push({ key: registered.key, handle: payload.handle })
-          descriptors.push(described as Protocol.Descriptor)
-        }
-      }
-      if (fds.length > Protocol.MAX_FILES) {
-        return Effect.fail(new TooManyDescriptors({ count: fds.length, max: Protocol.MAX_FILES }))
-      }
-      for (const registered of this.#used.values()) registered.hold?.()
-      return Effect.succeed({ descriptors, sockets, fds })
+      const placed = Placing.place(this.#used.values(), { sockets: true })
+      if (Either.isRight(placed)) { for (const registered of this.#used.values()) registered.hold?.() }
+      return placed
     })
   }
 
@@ -238,20 +217,12 @@ export class Registry {
    * prepared generation inherits when it starts, before its sockets.
    */
   registeredFiles(): Effect.Effect<Pick<Handover, "descriptors" | "fds">, TooManyDescriptors> {
-    return Effect.suspend(() => {
-      const descriptors: Array<Protocol.Descriptor> = []
-      const fds: Array<number> = []
-      for (const registered of this.#used.values()) {
-        const described = registered.describe()
-        const payload = registered.payload()
-        if (described === undefined || !("fd" in payload)) continue
-        fds.push(payload.fd)
-        descriptors.push({ ...described, fd: Protocol.FIRST_FD + fds.length - 1 } as Protocol.Descriptor)
-      }
-      return fds.length > Protocol.MAX_FILES
-        ? Effect.fail(new TooManyDescriptors({ count: fds.length, max: Protocol.MAX_FILES }))
-        : Effect.succeed({ descriptors, fds })
-    })
+    return Effect.suspend(() =>
+      Either.map(
+        Placing.place(this.#used.values(), { sockets: false }),
+        ({ descriptors, fds }) => ({ descriptors, fds })
+      )
+    )
   }
 
   /**
@@ -259,16 +230,7 @@ export class Registry {
    * what a generation hands up to a runner, which keeps them for the next one.
    */
   listeners(): ReadonlyArray<{ readonly descriptor: Protocol.SocketDescriptor; readonly handle: object }> {
-    const listeners: Array<{ readonly descriptor: Protocol.SocketDescriptor; readonly handle: object }> = []
-    for (const registered of this.#used.values()) {
-      const described = registered.describe()
-      if (described === undefined || described.kind === "conn" || described.kind === "file") continue
-      const payload = registered.payload()
-      if ("handle" in payload) {
-        listeners.push({ descriptor: described as Protocol.SocketDescriptor, handle: payload.handle })
-      }
-    }
-    return listeners
+    return Placing.listeners(this.#used.values())
   }
 
   /** Keys of registered connections and files, which a runner cannot keep. */

@@ -11,17 +11,14 @@
 import * as Deferred from "effect/Deferred"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
-import * as FiberSet from "effect/FiberSet"
 import * as Queue from "effect/Queue"
-import type * as Scope from "effect/Scope"
 import * as PidFile from "../PidFile.js"
 import { SpawnError } from "../UpgradeError.js"
-import * as Announce from "./announce.js"
 import * as Handles from "./handles.js"
 import * as Log from "./log.js"
 import * as Reaper from "./reaper.js"
 import * as Fleet from "./runner/fleet.js"
+import * as Steps from "./runner/steps.js"
 
 /** @internal */
 export interface Options {
@@ -48,22 +45,7 @@ export const run = Effect.fnUntraced(function*(options: Options) {
   const env = { ...process.env }
   // The runner is the service's main pid: only it speaks to systemd.
   delete env.NOTIFY_SOCKET
-  const fleet: Fleet.Fleet = {
-    settings: { ...options, command: { execPath, args, cwd: process.cwd(), env } },
-    announce: Announce.make("runner"),
-    // Effects started from Node callbacks run in the runner's runtime (its logger) and end with its scope.
-    runFork: yield* FiberSet.makeRuntime<Scope.Scope>(),
-    lock: yield* Effect.makeSemaphore(1),
-    finished: yield* Deferred.make<number>(),
-    stopped: yield* Deferred.make<void>(),
-    live: new Set(),
-    held: new Map(),
-    current: undefined,
-    starting: undefined,
-    parked: undefined,
-    stopping: false,
-    upgrading: false
-  }
+  const fleet = yield* Fleet.make({ ...options, command: { execPath, args, cwd: process.cwd(), env } })
   yield* handleSignals(fleet)
   // As PID 1 (a container), orphans of the app are re-parented here and must be reaped.
   yield* Reaper.install(fleet.live)
@@ -75,7 +57,7 @@ export const run = Effect.fnUntraced(function*(options: Options) {
       () => PidFile.removeIfOwn(pidFile).pipe(Effect.catchAll((error) => Log.warning(error.message)))
     )
   }
-  const started = yield* startFirst(fleet, options.command.join(" "))
+  const started = yield* Steps.startFirst(fleet, options.command.join(" "))
   if (started !== undefined) return started
   const code = yield* Deferred.await(fleet.finished)
   // Drained generations may still be finishing; the runner leaves last.
@@ -84,27 +66,6 @@ export const run = Effect.fnUntraced(function*(options: Options) {
   for (const { handle } of fleet.held.values()) Handles.closeHandle(handle)
   return code
 })
-
-/** Starts generation 1 and waits for it; the exit code to leave with if it never said ready. */
-const startFirst = (fleet: Fleet.Fleet, label: string) =>
-  Effect.gen(function*() {
-    const first = yield* Fleet.start(fleet, 1, undefined)
-    fleet.starting = first
-    const ready = yield* Effect.exit(Fleet.awaitFirst(fleet, first))
-    fleet.starting = undefined
-    if (Exit.isFailure(ready)) {
-      yield* first.child.kill
-      yield* fleet.stopping
-        ? Log.info(`stopped before generation 1 said ready: ${label}`)
-        : Log.error(`the app did not start: ${label}`)
-      const exited = yield* Deferred.poll(first.child.exited)
-      return exited._tag === "Some" ? Fleet.exitCode(yield* exited.value) : 1
-    }
-    yield* Fleet.serving(fleet, first)
-    yield* fleet.announce.ready(1)
-    yield* Log.info(`serving: generation 1 is pid ${first.child.pid}`)
-    return undefined
-  })
 
 /**
  * SIGHUP upgrades (folded, as in `Upgrader.layerSignal`: the ones during an
@@ -115,7 +76,7 @@ const handleSignals = (fleet: Fleet.Fleet) =>
   Effect.gen(function*() {
     const requests = yield* Queue.dropping<void>(1)
     yield* Queue.take(requests).pipe(
-      Effect.zipRight(Effect.ignore(Fleet.recorded(fleet, "upgrade"))),
+      Effect.zipRight(Effect.ignore(Steps.recorded(fleet, "upgrade"))),
       Effect.forever,
       Effect.forkScoped
     )

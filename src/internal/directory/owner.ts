@@ -127,7 +127,7 @@ const onConnection = (deps: Deps, owner: Owner, stillOurs: Effect.Effect<boolean
 const handOver = Effect.fnUntraced(
   function*(deps: Deps, owner: Owner, stillOurs: Effect.Effect<boolean>, newcomer: Newcomer, fd: number) {
     const { registry, machine } = deps
-    if (Either.isLeft(yield* machine.step({ _tag: "Offered", newcomer }))) {
+    if (Either.isLeft(machine.step({ _tag: "Offered", newcomer }))) {
       // Alive but not free: the newcomer waits and asks again rather than taking us for dead.
       newcomer.socket.end(Codec.BUSY)
       return
@@ -144,7 +144,7 @@ const handOver = Effect.fnUntraced(
     const fds = listeners.map((l) => Handles.handleFd(l.handle)!)
     const sent = Either.try(() => sendOffer(deps.addon, newcomer.socket, fd, fds, frame))
     if (Either.isLeft(sent)) {
-      yield* machine.step({ _tag: "Gone", newcomer })
+      machine.step({ _tag: "Gone", newcomer })
       newcomer.socket.destroy()
       return yield* Log.warning(`the handover to pid ${newcomer.pid} failed: ${String(sent.left)}`)
     }
@@ -222,10 +222,11 @@ const awaitReady = (
 
 /** The newcomer is ready and owns the directory: this owner's `exit` completes. */
 const onReady = (deps: Deps, newcomer: Newcomer) =>
-  Effect.flatMap(
-    deps.machine.step({ _tag: "NewcomerReady", newcomer }),
-    (stepped) =>
-      Either.isLeft(stepped) ? Effect.void : Deferred.succeed(deps.exitReason, "upgraded").pipe(
+  // Stepped when it runs (the newcomer said `ready`), not when it is built.
+  Effect.suspend(() =>
+    Either.isLeft(deps.machine.step({ _tag: "NewcomerReady", newcomer }))
+      ? Effect.void
+      : Deferred.succeed(deps.exitReason, "upgraded").pipe(
         Effect.zipRight(Log.info(`pid ${newcomer.pid} is ready and owns ${deps.paths.dir}; stepping down`))
       )
   )
@@ -233,7 +234,7 @@ const onReady = (deps: Deps, newcomer: Newcomer) =>
 /** It died (or timed out) before `ready`: serve on, and take owner.sock back if it had taken it. */
 const onGone = (deps: Deps, owner: Owner, stillOurs: Effect.Effect<boolean>, newcomer: Newcomer) =>
   Effect.gen(function*() {
-    const stepped = yield* deps.machine.step({ _tag: "Gone", newcomer })
+    const stepped = deps.machine.step({ _tag: "Gone", newcomer })
     // Refused: it was ready first. Stopped meanwhile: nothing to serve on.
     if (Either.isLeft(stepped) || stepped.right._tag !== "HandingOver") return
     yield* Log.warning(`pid ${newcomer.pid} went away before it was ready; serving on`)

@@ -41,9 +41,7 @@
  * @internal
  */
 import * as Data from "effect/Data"
-import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
-import * as Ref from "effect/Ref"
 import type * as Net from "node:net"
 
 /** The process a handover goes to: its pid (SO_PEERCRED) and the connection it waits on. */
@@ -137,19 +135,27 @@ export const isReady = (state: State): boolean => state._tag === "Stopped" ? sta
 export const mayUnlink = (state: State, boundHere: boolean, hasPredecessor: boolean): boolean =>
   state._tag !== "HandedOver" && (boundHere || isReady(state) || !hasPredecessor)
 
-/** The state, in a `Ref`, moved only by `transition`. */
+/**
+ * The state, held where a finalizer can read it synchronously (the registry asks `mayUnlink`
+ * while a scope closes, and Node callbacks step it), moved only by `transition`.
+ */
 export interface Machine {
   /** Applies `event`: the state it left, or why it was refused (the state is then unchanged). */
-  readonly step: (event: Event) => Effect.Effect<Either.Either<State, Refused>>
-  readonly get: Effect.Effect<State>
+  readonly step: (event: Event) => Either.Either<State, Refused>
+  readonly get: () => State
 }
 
 /** A machine in its initial state. */
-export const machine: Effect.Effect<Machine> = Effect.map(Ref.make<State>(initial), (ref) => ({
-  step: (event) =>
-    Ref.modify(ref, (state): [Either.Either<State, Refused>, State] => {
-      const next = transition(state, event)
-      return Either.isLeft(next) ? [Either.left(next.left), state] : [Either.right(state), next.right]
-    }),
-  get: Ref.get(ref)
-}))
+export const machine = (): Machine => {
+  let current: State = initial
+  return {
+    step: (event) => {
+      const next = transition(current, event)
+      if (Either.isLeft(next)) return Either.left(next.left)
+      const left = current
+      current = next.right
+      return Either.right(left)
+    },
+    get: () => current
+  }
+}
