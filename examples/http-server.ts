@@ -13,6 +13,7 @@ import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as Drain from "effect-tableflip/Drain"
 import * as Fds from "effect-tableflip/Fds"
 import * as Upgrader from "effect-tableflip/Upgrader"
+import * as Warmup from "effect-tableflip/Warmup"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
@@ -51,7 +52,10 @@ const parseDelay = (text: string | null): number | undefined => {
 
 const main = Effect.gen(function*() {
   const upgrader = yield* Upgrader.Upgrader
-  const server = yield* Fds.listen({ host: values.host, port: Number(values.port) }, Http.createServer(handler))
+  const raw = Http.createServer(handler)
+  // Cold code would serve the first clients after `ready`: warm it first, before it shares the socket.
+  yield* Warmup.http(raw, { path: "/" })
+  const server = yield* Fds.listen({ host: values.host, port: Number(values.port) }, raw)
   yield* Drain.http(server, { deadline: "30 seconds" })
   yield* upgrader.ready
   yield* Effect.logInfo(`generation ${upgrader.generation} serving http://${values.host}:${values.port}/`)

@@ -30,6 +30,7 @@ import * as Http from "node:http"
 import * as Drain from "./Drain.js"
 import * as Fds from "./Fds.js"
 import type { ListenError } from "./UpgradeError.js"
+import * as Warmup from "./Warmup.js"
 
 /**
  * @since 0.1.0
@@ -38,6 +39,12 @@ import type { ListenError } from "./UpgradeError.js"
 export interface Options extends Drain.Options {
   /** The `http.Server` to serve with. Default: `http.createServer()`. */
   readonly server?: LazyArg<Http.Server> | undefined
+  /**
+   * Warm the app up (see `Warmup`) right after `HttpServer.serve` attaches
+   * it, before the layer is built and so before `Upgrader.launch` calls
+   * `ready`. Default: no warm-up. `{}` sends 64 `GET /`.
+   */
+  readonly warmup?: Warmup.Options | undefined
 }
 
 /**
@@ -64,6 +71,9 @@ export const make = (
           // Added after the platform's own finalizer, so it runs first: the drain needs the
           // handlers attached to answer what is still in flight.
           Effect.addFinalizer(() => Drain.run(tracker, options))
+        ).pipe(
+          // The server already listens here, but the relay keeps warm-up off the shared socket.
+          Effect.zipLeft(options.warmup === undefined ? Effect.void : Warmup.http(server, options.warmup))
         )
     })
   })

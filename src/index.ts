@@ -66,3 +66,10 @@ export * as State from "./State.js"
  * @since 0.2.0
  */
 export * as DirectoryUpgrader from "./DirectoryUpgrader.js"
+
+/**
+ * Warms a new generation's `node:http` server before it takes traffic.
+ *
+ * @since 0.5.0
+ */
+export * as Warmup from "./Warmup.js"
