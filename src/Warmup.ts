@@ -68,6 +68,7 @@ export interface Report {
   readonly errors: number
   /** `timeout` stopped it before every request was answered. */
   readonly timedOut: boolean
+  /** From the start to the last connection closed. */
   readonly elapsedMs: number
 }
 
