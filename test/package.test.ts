@@ -177,7 +177,7 @@ describe("the packed package", () => {
     ], app)
     assert.strictEqual(result.code, 0, result.all)
     assert.include(result.stdout, "Drain,Fds")
-    assert.include(result.stdout, "Upgrader,UpgraderTest function")
+    assert.include(result.stdout, "Upgrader,UpgraderTest,Warmup function")
   })
 
   it("runs the CLI from npx with nothing but the package installed", () => {
