@@ -50,11 +50,10 @@ const parseDelay = (text: string | null): number | undefined => {
   return Number(match[1]) * (match[2] === "s" ? 1000 : 1)
 }
 
+const raw = Http.createServer(handler)
+
 const main = Effect.gen(function*() {
   const upgrader = yield* Upgrader.Upgrader
-  const raw = Http.createServer(handler)
-  // Cold code would serve the first clients after `ready`: warm it first, before it shares the socket.
-  yield* Warmup.http(raw, { path: "/" })
   const server = yield* Fds.listen({ host: values.host, port: Number(values.port) }, raw)
   yield* Drain.http(server, { deadline: "30 seconds" })
   yield* upgrader.ready
@@ -69,9 +68,10 @@ const UpgraderLive = Upgrader.layerSignal("SIGHUP", { prepare: "SIGUSR2" }).pipe
   Layer.provideMerge(Upgrader.layerConfig({ pidFile: values["pid-file"] }))
 )
 
-main.pipe(
-  Effect.scoped,
-  Effect.provide(UpgraderLive),
+// Cold code would serve the first clients after `ready`: warm it up first, before it shares the
+// socket, and before the Upgrader layer, so that a prepared generation is warm when it parks.
+Warmup.http(raw, { path: "/" }).pipe(
+  Effect.zipRight(main.pipe(Effect.scoped, Effect.provide(UpgraderLive))),
   Effect.provide(json ? Logger.json : Layer.empty),
   // runMain's pretty logger would print beside the JSON one.
   (program) => NodeRuntime.runMain(program, { disablePrettyLogger: json })

@@ -80,8 +80,10 @@ export interface Report {
  * Run it before `Fds.listen(options, server)`: until then the server takes
  * no traffic from the shared socket, so clients are not served by a
  * half-warm process, and the old generation keeps serving them meanwhile.
- * (With `effect-tableflip/HttpServer`, pass `warmup` to `layer` instead: it
- * runs once the app's handlers are attached.)
+ * Before the `Upgrader` layer is built, even: a prepared generation
+ * (`effect-tableflip prepare`) then warms up before it parks, not after the
+ * upgrade's `go`. (With `effect-tableflip/HttpServer`, pass `warmup` to
+ * `layer` instead: it runs once the app's handlers are attached.)
  *
  * @example
  * ```ts
