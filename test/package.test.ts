@@ -128,6 +128,8 @@ describe("the packed package", () => {
     await serveUpgradeStop("app.mjs", () => [], Path.join(app, "app.pid"))
   })
 
+  // A deadline, not a wait: tsc with skipLibCheck off reads all of Effect's .d.ts, over a minute when
+  // two suites share the 2 cores.
   it("compiles a strict TypeScript consumer and every README and guide program against the .d.ts, and runs them", async () => {
     Fs.writeFileSync(
       Path.join(app, "tsconfig.json"),
@@ -167,7 +169,7 @@ describe("the packed package", () => {
       `out/readme-${platform}.js`,
       (port, pidFile) => ["--port", String(port), "--pid-file", pidFile]
     )
-  })
+  }, 240_000)
 
   it("loads with require() on Node 20.19 and later", () => {
     const result = exec(process.execPath, [
