@@ -22,71 +22,16 @@ import * as Fds from "../src/Fds.js"
 import * as Instance from "../src/internal/instance.js"
 import * as Lifecycle from "../src/internal/lifecycle.js"
 import type * as Successor from "../src/internal/lifecycle/successor.js"
-import type * as Messages from "../src/internal/messages.js"
-import type * as Protocol from "../src/internal/protocol.js"
-import type { Handover } from "../src/internal/registry.js"
-import type * as Spawn from "../src/internal/spawn.js"
 import { SpawnError } from "../src/UpgradeError.js"
 import type { Options } from "../src/Upgrader.js"
+import { type FakeChild, makeFakeChild } from "./helpers/fakeChild.js"
 
 const TIMEOUT = Duration.seconds(30)
 const PROBATION = Duration.seconds(20)
 // Coarse enough to be quick, fine enough that "after the timeout" means within one step of it.
 const STEP = Duration.seconds(5)
 
-/** A fake next generation, and what the lifecycle did to it. */
-interface Fake extends Spawn.Child {
-  /** The manifest and handover it was "started" with. */
-  readonly manifest: Protocol.Manifest
-  readonly handover: Handover
-  /** Completes at the first `sendSockets` or `sendGo`. */
-  readonly handed: Deferred.Deferred<void>
-  readonly record: {
-    readonly sent: Array<"sockets" | { readonly go: Protocol.Manifest }>
-    readonly posted: Array<Messages.ToChild>
-    killed: boolean
-    detached: boolean
-  }
-}
-
-const makeFake = (pid: number, manifest: Protocol.Manifest, handover: Handover) =>
-  Effect.gen(function*() {
-    const exited = yield* Deferred.make<Spawn.Exited>()
-    const handed = yield* Deferred.make<void>()
-    const record: Fake["record"] = { sent: [], posted: [], killed: false, detached: false }
-    const fake: Fake = {
-      pid,
-      manifest,
-      handover,
-      handed,
-      record,
-      ready: yield* Deferred.make<void>(),
-      parked: yield* Deferred.make<void>(),
-      unready: yield* Deferred.make<string>(),
-      exited,
-      sendSockets: Effect.suspend(() => {
-        record.sent.push("sockets")
-        return Deferred.succeed(handed, undefined)
-      }),
-      sendGo: (go) =>
-        Effect.suspend(() => {
-          record.sent.push({ go })
-          return Deferred.succeed(handed, undefined)
-        }),
-      kill: Effect.suspend(() => {
-        record.killed = true
-        return Deferred.succeed(exited, { code: null, signal: "SIGKILL" })
-      }),
-      detach: Effect.sync(() => {
-        record.detached = true
-      }),
-      post: (message) =>
-        Effect.sync(() => {
-          record.posted.push(message)
-        })
-    }
-    return fake
-  })
+type Fake = FakeChild
 
 /** A spawner whose children are fakes, handed to the test in the order they were started. */
 const fakeSpawner = Effect.gen(function*() {
@@ -101,7 +46,7 @@ const fakeSpawner = Effect.gen(function*() {
       }
       spawned += 1
       // Not pids of this machine's processes: nothing here may signal them.
-      const fake = yield* makeFake(4_000_000 + spawned, manifest, handover)
+      const fake = yield* makeFakeChild(5_000_000 + spawned, manifest, handover)
       yield* Queue.offer(started, fake)
       return fake
     })

@@ -19,12 +19,12 @@ import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import * as TestClock from "effect/TestClock"
 import type * as Announce from "../src/internal/announce.js"
-import type * as Messages from "../src/internal/messages.js"
 import type * as Protocol from "../src/internal/protocol.js"
 import type { Handover } from "../src/internal/registry.js"
 import * as Fleet from "../src/internal/runner/fleet.js"
 import * as Steps from "../src/internal/runner/steps.js"
 import type * as Spawn from "../src/internal/spawn.js"
+import { type FakeChild, makeFakeChild } from "./helpers/fakeChild.js"
 
 const TIMEOUT = Duration.seconds(30)
 
@@ -54,61 +54,16 @@ const tcp = (port: number): Protocol.SocketDescriptor => ({
   family: "IPv4"
 })
 
-/** A fake generation, and what the runner did to it. */
-interface Fake extends Spawn.Child {
-  readonly manifest: Protocol.Manifest
-  readonly handover: Handover
-  /** Completes at the first `sendSockets` or `sendGo`. */
-  readonly handed: Deferred.Deferred<void>
-  /** The runner's handlers for what this generation sends up. */
+/** A fake generation, and the runner's handlers for what it sends up. */
+interface Fake extends FakeChild {
   readonly up: ReturnType<Spawn.FromChild>
-  readonly record: {
-    readonly sent: Array<"sockets" | { readonly go: Protocol.Manifest; readonly handover: Handover }>
-    readonly posted: Array<Messages.ToChild>
-    killed: boolean
-  }
 }
 
 const makeFake = (pid: number, manifest: Protocol.Manifest, handover: Handover, fromChild: Spawn.FromChild) =>
-  Effect.gen(function*() {
-    const exited = yield* Deferred.make<Spawn.Exited>()
-    const handed = yield* Deferred.make<void>()
-    const record: Fake["record"] = { sent: [], posted: [], killed: false }
-    // The runner's handlers are made from the child itself, so they are filled in after it.
-    const runner: { up?: Fake["up"] } = {}
-    const fake: Fake = {
-      get up() {
-        return runner.up!
-      },
-      handed,
-      pid,
-      manifest,
-      handover,
-      record,
-      ready: yield* Deferred.make<void>(),
-      parked: yield* Deferred.make<void>(),
-      unready: yield* Deferred.make<string>(),
-      exited,
-      sendSockets: Effect.suspend(() => {
-        record.sent.push("sockets")
-        return Deferred.succeed(handed, undefined)
-      }),
-      sendGo: (go: Protocol.Manifest, handover: Handover) =>
-        Effect.suspend(() => {
-          record.sent.push({ go, handover })
-          return Deferred.succeed(handed, undefined)
-        }),
-      kill: Effect.suspend(() => {
-        record.killed = true
-        return Deferred.succeed(exited, { code: null, signal: "SIGKILL" })
-      }),
-      detach: Effect.void,
-      post: (message: Messages.ToChild) =>
-        Effect.sync(() => {
-          record.posted.push(message)
-        })
-    }
-    runner.up = fromChild(fake)
+  Effect.map(makeFakeChild(pid, manifest, handover), (child): Fake => {
+    // The runner's handlers are made from the child itself, so they are added after it.
+    const fake = child as FakeChild & { up: Fake["up"] }
+    fake.up = fromChild(child)
     return fake
   })
 

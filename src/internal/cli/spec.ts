@@ -23,6 +23,13 @@ export interface CommandSpec {
 
 export const HELP: OptionSpec = { type: "flag", description: "print this help" }
 
+/** `upgrade` and `prepare`: both signal the process in a PID file and wait for the outcome it records. */
+const signalOptions = (pidFile: string): Readonly<Record<string, OptionSpec>> => ({
+  "pid-file": { type: "file", description: pidFile },
+  timeout: { type: "duration", default: "2min", description: "how long to wait for the outcome" },
+  help: HELP
+})
+
 /** Every subcommand, for parsing and for help. */
 export const COMMANDS = {
   run: {
@@ -55,22 +62,14 @@ export const COMMANDS = {
       "Exits 0 (upgraded), 1 (the upgrade failed; the old generation serves on), 2 (no PID file to read),\n" +
       "3 (no outcome within the timeout) or 4 (a stale PID file: its process is gone or the pid was reused;\n" +
       "nothing is signalled).",
-    options: {
-      "pid-file": { type: "file", description: "the PID file of the app or the runner (required)" },
-      timeout: { type: "duration", default: "2min", description: "how long to wait for the outcome" },
-      help: HELP
-    }
+    options: signalOptions("the PID file of the app or the runner (required)")
   },
   prepare: {
     usage: "effect-tableflip prepare --pid-file <file> [options]",
     description: "Sends SIGUSR2 to the app in a PID file, which starts the next generation and parks it loaded;\n" +
       "the next upgrade hands it the sockets. Waits for the outcome the app records. Exits as upgrade does,\n" +
       "0 meaning prepared.",
-    options: {
-      "pid-file": { type: "file", description: "the PID file of the app (required)" },
-      timeout: { type: "duration", default: "2min", description: "how long to wait for the outcome" },
-      help: HELP
-    }
+    options: signalOptions("the PID file of the app (required)")
   },
   "build-native": {
     usage: "effect-tableflip build-native",
