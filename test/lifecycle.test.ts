@@ -24,7 +24,7 @@ import * as Lifecycle from "../src/internal/lifecycle.js"
 import type * as Successor from "../src/internal/lifecycle/successor.js"
 import { SpawnError } from "../src/UpgradeError.js"
 import type { Options } from "../src/Upgrader.js"
-import { type FakeChild, makeFakeChild } from "./helpers/fakeChild.js"
+import { type FakeChild, isDone, makeFakeChild } from "./helpers/fakeChild.js"
 
 const TIMEOUT = Duration.seconds(30)
 const PROBATION = Duration.seconds(20)
@@ -118,16 +118,6 @@ const advanceUntilDone = <A, E>(fiber: Fiber.Fiber<A, E>, limit: Duration.Durati
       yield* Effect.yieldNow()
     }
     return Duration.millis((yield* Clock.currentTimeMillis) - start)
-  })
-
-/** Whether `effect` (an await) has completed, given every runnable fiber a turn first. */
-const isDone = <A>(effect: Effect.Effect<A>) =>
-  Effect.gen(function*() {
-    const fiber = yield* Effect.fork(effect)
-    yield* Effect.yieldNow()
-    const done = Option.isSome(yield* Fiber.poll(fiber))
-    yield* Fiber.interrupt(fiber)
-    return done
   })
 
 describe("the lifecycle, in-process: upgrades and their refusals", () => {

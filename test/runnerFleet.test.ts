@@ -24,7 +24,7 @@ import type { Handover } from "../src/internal/registry.js"
 import * as Fleet from "../src/internal/runner/fleet.js"
 import * as Steps from "../src/internal/runner/steps.js"
 import type * as Spawn from "../src/internal/spawn.js"
-import { type FakeChild, makeFakeChild } from "./helpers/fakeChild.js"
+import { type FakeChild, isDone, makeFakeChild } from "./helpers/fakeChild.js"
 
 const TIMEOUT = Duration.seconds(30)
 
@@ -119,16 +119,6 @@ const eventually = (check: () => boolean) =>
   Effect.gen(function*() {
     for (let turn = 0; turn < 1000 && !check(); turn++) yield* Effect.yieldNow()
     assert.isTrue(check(), "not within 1000 turns of the scheduler")
-  })
-
-/** Whether `effect` (an await) has completed, given every runnable fiber a turn first. */
-const isDone = <A>(effect: Effect.Effect<A>) =>
-  Effect.gen(function*() {
-    const fiber = yield* Effect.fork(effect)
-    yield* Effect.yieldNow()
-    const done = Option.isSome(yield* Fiber.poll(fiber))
-    yield* Fiber.interrupt(fiber)
-    return done
   })
 
 const exitTag = <A, E extends { readonly _tag: string }>(exit: Exit.Exit<A, E>): string =>

@@ -6,6 +6,8 @@
  */
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
 import type * as Messages from "../../src/internal/messages.js"
 import type * as Protocol from "../../src/internal/protocol.js"
 import type { Handover } from "../../src/internal/registry.js"
@@ -64,4 +66,14 @@ export const makeFakeChild = (pid: number, manifest: Protocol.Manifest, handover
         })
     }
     return child
+  })
+
+/** Whether `effect` (an await) has completed, given every runnable fiber a turn first. */
+export const isDone = <A>(effect: Effect.Effect<A>) =>
+  Effect.gen(function*() {
+    const fiber = yield* Effect.fork(effect)
+    yield* Effect.yieldNow()
+    const done = Option.isSome(yield* Fiber.poll(fiber))
+    yield* Fiber.interrupt(fiber)
+    return done
   })
