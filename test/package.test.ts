@@ -130,46 +130,50 @@ describe("the packed package", () => {
 
   // A deadline, not a wait: tsc with skipLibCheck off reads all of Effect's .d.ts, over a minute when
   // two suites share the 2 cores.
-  it("compiles a strict TypeScript consumer and every README and guide program against the .d.ts, and runs them", async () => {
-    Fs.writeFileSync(
-      Path.join(app, "tsconfig.json"),
-      JSON.stringify({
-        compilerOptions: {
-          module: "nodenext",
-          target: "es2022",
-          strict: true,
-          skipLibCheck: false,
-          noPropertyAccessFromIndexSignature: true,
-          exactOptionalPropertyTypes: true,
-          noImplicitReturns: true,
-          outDir: "out",
-          types: ["node"]
-        },
-        include: ["src"]
-      })
-    )
-    Fs.mkdirSync(Path.join(app, "src"), { recursive: true })
-    programs.forEach((program, i) => Fs.writeFileSync(Path.join(app, "src", `readme-${i}.ts`), program))
-    Fs.writeFileSync(Path.join(app, "src", "consumer.ts"), CONSUMER)
-    const tsc = exec(process.execPath, [Path.join(app, "node_modules/typescript/bin/tsc"), "-p", "."], app)
-    assert.strictEqual(tsc.code, 0, tsc.all)
-    const consumer = exec(process.execPath, ["out/consumer.js"], app)
-    assert.strictEqual(consumer.code, 0, consumer.all)
-    assert.include(consumer.stdout, "caught UpgradeInProgress")
-    // The quick start (PORT, app.pid in its directory) and the platform example (--port, --pid-file).
-    await serveUpgradeStop("out/readme-0.js", () => [], Path.join(app, "app.pid"))
-    const platform = programs.findIndex((program) => program.includes("HttpRouter"))
-    const example = Fs.readFileSync(Path.join(root, "examples/http-platform.ts"), "utf8")
-    assert.strictEqual(
-      programs[platform],
-      example.slice(example.indexOf("*/\n") + 3),
-      "docs/http.md's platform program = examples/http-platform.ts"
-    )
-    await serveUpgradeStop(
-      `out/readme-${platform}.js`,
-      (port, pidFile) => ["--port", String(port), "--pid-file", pidFile]
-    )
-  }, 240_000)
+  it(
+    "compiles a strict TypeScript consumer and every README and guide program against the .d.ts, and runs them",
+    async () => {
+      Fs.writeFileSync(
+        Path.join(app, "tsconfig.json"),
+        JSON.stringify({
+          compilerOptions: {
+            module: "nodenext",
+            target: "es2022",
+            strict: true,
+            skipLibCheck: false,
+            noPropertyAccessFromIndexSignature: true,
+            exactOptionalPropertyTypes: true,
+            noImplicitReturns: true,
+            outDir: "out",
+            types: ["node"]
+          },
+          include: ["src"]
+        })
+      )
+      Fs.mkdirSync(Path.join(app, "src"), { recursive: true })
+      programs.forEach((program, i) => Fs.writeFileSync(Path.join(app, "src", `readme-${i}.ts`), program))
+      Fs.writeFileSync(Path.join(app, "src", "consumer.ts"), CONSUMER)
+      const tsc = exec(process.execPath, [Path.join(app, "node_modules/typescript/bin/tsc"), "-p", "."], app)
+      assert.strictEqual(tsc.code, 0, tsc.all)
+      const consumer = exec(process.execPath, ["out/consumer.js"], app)
+      assert.strictEqual(consumer.code, 0, consumer.all)
+      assert.include(consumer.stdout, "caught UpgradeInProgress")
+      // The quick start (PORT, app.pid in its directory) and the platform example (--port, --pid-file).
+      await serveUpgradeStop("out/readme-0.js", () => [], Path.join(app, "app.pid"))
+      const platform = programs.findIndex((program) => program.includes("HttpRouter"))
+      const example = Fs.readFileSync(Path.join(root, "examples/http-platform.ts"), "utf8")
+      assert.strictEqual(
+        programs[platform],
+        example.slice(example.indexOf("*/\n") + 3),
+        "docs/http.md's platform program = examples/http-platform.ts"
+      )
+      await serveUpgradeStop(
+        `out/readme-${platform}.js`,
+        (port, pidFile) => ["--port", String(port), "--pid-file", pidFile]
+      )
+    },
+    240_000
+  )
 
   it("loads with require() on Node 20.19 and later", () => {
     const result = exec(process.execPath, [
