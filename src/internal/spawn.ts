@@ -7,6 +7,7 @@
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Exit from "effect/Exit"
 import * as Scope from "effect/Scope"
 import * as ChildProcess from "node:child_process"
@@ -143,6 +144,20 @@ const kill = (child: ChildProcess.ChildProcess, exited: Deferred.Deferred<Exited
     Effect.catchAll((error) => Log.error(error.message))
   )
 
+/**
+ * Kills the child unless it was handed over, waiting for the exit event
+ * itself (the fiber that passes it on to `exited`, behind the child's last
+ * messages, may be interrupted by now), then completes `exited` if that
+ * fiber did not, so that nothing waits for it forever.
+ */
+const release = (child: ChildProcess.ChildProcess, signals: Signals, handedOver: () => boolean) =>
+  Effect.gen(function*() {
+    if (handedOver()) return
+    if (!(yield* Deferred.isDone(signals.reaped))) yield* kill(child, signals.reaped)
+    const reaped = yield* Deferred.poll(signals.reaped)
+    if (reaped._tag === "Some") yield* Deferred.complete(signals.exited, reaped.value)
+  })
+
 const childOf = (
   child: ChildProcess.ChildProcess,
   label: string,
@@ -203,11 +218,7 @@ const acquire = (
     let handedOver = false
     const child = yield* Effect.acquireRelease(
       start(command, manifest, handover, signals, label),
-      (child) =>
-        Effect.flatMap(
-          Deferred.isDone(signals.exited),
-          (exited) => handedOver || exited ? Effect.void : kill(child, signals.exited)
-        )
+      (child) => release(child, signals, () => handedOver)
     )
     const self = childOf(child, label, signals, () => handedOver = true, handover)
     const { after, receive } = yield* Channel.receiver(
@@ -222,22 +233,25 @@ const acquire = (
     )
     child.on("message", receive)
     // The exit waits its turn behind the messages that came before it (a `ready`, then an exit, is
-    // a rollback, not a child that never got ready). A daemon: it must hear the exit the release waits for.
+    // a rollback, not a child that never got ready). Interrupted when the scope closes, before the
+    // release, which then completes `exited` itself. Interruptible: `spawn` builds this uninterruptibly.
     yield* Deferred.await(signals.reaped).pipe(
       Effect.flatMap((exited) =>
         Effect.sync(() => after(() => Deferred.unsafeDone(signals.exited, Effect.succeed(exited))))
       ),
-      Effect.forkDaemon
+      Effect.interruptible,
+      Effect.forkScoped
     )
     return self
   })
 
 /**
  * Starts the next generation with `manifest`, the files of `handover` at fds
- * 4.., and its sockets and state ready to send. The child lives in a scope of
- * its own, which closes when it exits; if this fails or is interrupted once
- * the process has started, the process is killed. The caller owns the
- * child from then on: `kill` it, or `detach` it once it has taken over.
+ * 4.., and its sockets and state ready to send. The child is a resource of
+ * the caller's scope, in a scope of its own forked from it, which closes when
+ * the child exits: closed first, the child is killed unless it was handed
+ * over (`detach`). If this fails or is interrupted once the process has
+ * started, the process is killed. Until then the caller may `kill` it.
  *
  * @internal
  */
@@ -247,16 +261,21 @@ export const spawn = (
   handover: Handover,
   /** Under a runner: its handlers for what only its generations send. */
   fromChild: FromChild = notARunner
-): Effect.Effect<Child, SpawnError> =>
+): Effect.Effect<Child, SpawnError, Scope.Scope> =>
   Effect.gen(function*() {
-    const scope = yield* Scope.make()
+    const owner = yield* Effect.scope
+    const scope = yield* Scope.fork(owner, ExecutionStrategy.sequential)
     const child = yield* acquire(command, manifest, handover, fromChild).pipe(
       Scope.extend(scope),
       Effect.onExit((exit) => Exit.isSuccess(exit) ? Effect.void : Scope.close(scope, exit)),
       Effect.uninterruptible
     )
     // Its receiver stops once the child has exited and every message it sent has been handled.
-    yield* Deferred.await(child.exited).pipe(Effect.zipRight(Scope.close(scope, Exit.void)), Effect.forkDaemon)
+    yield* Deferred.await(child.exited).pipe(
+      Effect.zipRight(Scope.close(scope, Exit.void)),
+      Effect.interruptible,
+      Effect.forkIn(owner)
+    )
     return child
   })
 

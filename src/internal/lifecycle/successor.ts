@@ -9,7 +9,7 @@ import * as Deferred from "effect/Deferred"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
-import type * as Scope from "effect/Scope"
+import * as Scope from "effect/Scope"
 import type { UpgradeError } from "../../UpgradeError.js"
 import { SpawnError, UnregisteredListener } from "../../UpgradeError.js"
 import * as UpgradeErrors from "../errors.js"
@@ -157,7 +157,9 @@ const start = (self: Self, stateText: string | undefined, onSpawned: (pid: numbe
     const handover = { ...(yield* ctx.registry.handover()), state: stateText }
     const manifest = nextManifest(ctx, handover.descriptors, stateText === undefined ? {} : { state: true })
     const prepared = yield* takeParked(self, handover)
+    // A resource of the layer's scope: closing it kills a child not yet handed over.
     const child = prepared ?? (yield* self.spawn(ctx.command(), manifest, handover).pipe(
+      Scope.extend(ctx.scope),
       Effect.tapError(() => Effect.sync(() => ctx.registry.settle(false)))
     ))
     yield* onSpawned(child.pid)
@@ -211,7 +213,10 @@ const prepare = (self: Self) =>
     yield* checkStrays(ctx)
     const files = yield* ctx.registry.registeredFiles()
     const child = yield* Effect.acquireUseRelease(
-      self.spawn(ctx.command(), nextManifest(ctx, files.descriptors, { prepared: true }), { ...files, sockets: [] }),
+      Scope.extend(
+        self.spawn(ctx.command(), nextManifest(ctx, files.descriptors, { prepared: true }), { ...files, sockets: [] }),
+        ctx.scope
+      ),
       (child) =>
         Log.info(`preparing generation ${ctx.generation + 1} (pid ${child.pid})`).pipe(
           Effect.zipRight(Spawn.awaitParked(child, { timeout: ctx.timeout, stop: ctx.stop })),
