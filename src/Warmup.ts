@@ -236,7 +236,15 @@ const open = (server: Http.Server, plan: Plan): Effect.Effect<Relay, Error, Scop
           socket.once("close", finish)
           socket.destroy()
         }
-      })
+      }).pipe(
+        // A finalizer is uninterruptible: without this the deadline could not bite.
+        Effect.interruptible,
+        Effect.timeoutFail({
+          duration: Duration.seconds(5),
+          onTimeout: () => new Error("its relay's connections did not close within 5 s")
+        }),
+        Effect.catchAll((error) => Log.warning(`warm-up: ${error.message}; going on`))
+      )
   ).pipe(
     Effect.flatMap(({ relay }) =>
       Effect.acquireRelease(
