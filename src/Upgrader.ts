@@ -21,7 +21,6 @@
 // Over 300 lines for its JSDoc alone (docgen builds the API reference here); the code is in internal/upgrader.ts, config.ts, signals.ts.
 import type * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
-import * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -42,6 +41,7 @@ import type {
   StateError,
   UpgradeError
 } from "./UpgradeError.js"
+import * as Fx from "./internal/fx.js"
 
 /**
  * How the next generation is started. Every field is optional; the defaults
@@ -136,7 +136,7 @@ export interface Prepared {
  * @since 0.1.0
  * @category tags
  */
-export class Upgrader extends Context.Tag("effect-tableflip/Upgrader")<Upgrader, {
+export class Upgrader extends Fx.Tag<Upgrader, {
   /** This process's pid. */
   readonly pid: number
   /** 1 for a process started by hand, n + 1 for the generation started by generation n. */
@@ -200,7 +200,7 @@ export class Upgrader extends Context.Tag("effect-tableflip/Upgrader")<Upgrader,
    * upgrade fails at once with `HealthCheckFailed`. `readyWhen` uses it.
    */
   readonly unready: (reason: string) => Effect.Effect<void>
-}>() {}
+}>()("effect-tableflip/Upgrader") {}
 
 /**
  * Builds the lifecycle. Reading the handover from a previous generation
@@ -213,7 +213,7 @@ export class Upgrader extends Context.Tag("effect-tableflip/Upgrader")<Upgrader,
 export const make = (
   options: Options = {}
 ): Effect.Effect<
-  { readonly upgrader: Upgrader["Type"]; readonly fds: Fds.Fds["Type"] },
+  { readonly upgrader: Fx.ShapeOf<Upgrader>; readonly fds: Fx.ShapeOf<Fds.Fds> },
   HandoverError | NotSupported | DuplicateUpgrader,
   Scope.Scope
 > =>

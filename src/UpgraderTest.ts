@@ -30,6 +30,7 @@ import type { StateError, UpgradeError } from "./UpgradeError.js"
 import { NotSupported } from "./UpgradeError.js"
 import type { ExitReason, Prepared, Upgraded } from "./Upgrader.js"
 import { Upgrader } from "./Upgrader.js"
+import * as Fx from "./internal/fx.js"
 
 /**
  * Controls for the stub, for the test that uses it.
@@ -37,7 +38,7 @@ import { Upgrader } from "./Upgrader.js"
  * @since 0.1.0
  * @category tags
  */
-export class UpgraderTest extends Context.Tag("effect-tableflip/UpgraderTest")<UpgraderTest, {
+export class UpgraderTest extends Fx.Tag<UpgraderTest, {
   /** Completes the stub's `exit`, as a successful upgrade or a stop would. */
   readonly triggerExit: (reason: ExitReason) => Effect.Effect<void>
   /** How many times the application called `ready`. */
@@ -50,7 +51,7 @@ export class UpgraderTest extends Context.Tag("effect-tableflip/UpgraderTest")<U
   readonly offeredState: Effect.Effect<Readonly<Record<string, unknown>>, StateError>
   /** The reason the application gave `readyWhen`'s failed check, if any. */
   readonly unreadyReason: Effect.Effect<string | undefined>
-}>() {}
+}>()("effect-tableflip/UpgraderTest") {}
 
 /**
  * @since 0.1.0
