@@ -15,9 +15,9 @@ import type * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import type * as Dgram from "node:dgram"
 import * as Net from "node:net"
+import * as Fx from "./internal/fx.js"
 import type * as Registry from "./internal/registry.js"
 import type { ListenError } from "./UpgradeError.js"
-import * as Fx from "./internal/fx.js"
 
 /**
  * Where to listen: TCP (`host`, `port`) or a unix stream socket (`path`; a

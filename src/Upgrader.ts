@@ -27,6 +27,7 @@ import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import * as Fds from "./Fds.js"
 import * as Configs from "./internal/config.js"
+import * as Fx from "./internal/fx.js"
 import * as Instance from "./internal/instance.js"
 import * as Lifecycle from "./internal/lifecycle.js"
 import * as Services from "./internal/services.js"
@@ -41,7 +42,6 @@ import type {
   StateError,
   UpgradeError
 } from "./UpgradeError.js"
-import * as Fx from "./internal/fx.js"
 
 /**
  * How the next generation is started. Every field is optional; the defaults

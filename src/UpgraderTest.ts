@@ -24,13 +24,13 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Ref from "effect/Ref"
 import * as Fds from "./Fds.js"
+import * as Fx from "./internal/fx.js"
 import { Registry } from "./internal/registry.js"
 import * as Services from "./internal/services.js"
 import type { StateError, UpgradeError } from "./UpgradeError.js"
 import { NotSupported } from "./UpgradeError.js"
 import type { ExitReason, Prepared, Upgraded } from "./Upgrader.js"
 import { Upgrader } from "./Upgrader.js"
-import * as Fx from "./internal/fx.js"
 
 /**
  * Controls for the stub, for the test that uses it.

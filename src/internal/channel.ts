@@ -28,6 +28,7 @@ import * as Data from "effect/Data"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import type * as ChildProcess from "node:child_process"
+import * as Fx from "./fx.js"
 import type {
   Message,
   PrepareAnswer,
@@ -39,7 +40,6 @@ import type {
   UpgradeRequest
 } from "./messages.js"
 import type * as Protocol from "./protocol.js"
-import * as Fx from "./fx.js"
 
 export type {
   Decoded,

@@ -52,7 +52,10 @@ export const fromResult = <A, E>(self: Result<A, E>): Effect.Effect<A, E> =>
 
 /** @internal */
 export const callback: <A, E = never, R = never>(
-  register: (resume: (effect: Effect.Effect<A, E, R>) => void, signal: AbortSignal) => void | Effect.Effect<void, never, R>
+  register: (
+    resume: (effect: Effect.Effect<A, E, R>) => void,
+    signal: AbortSignal
+  ) => void | Effect.Effect<void, never, R>
 ) => Effect.Effect<A, E, R> = Effect.callback
 /** @internal */
 export const catchAll: <E, A2, E2, R2>(
@@ -62,12 +65,14 @@ export const catchAll: <E, A2, E2, R2>(
 export const forkDetach = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<Fiber.Fiber<A, E>, never, R> =>
   Effect.forkDetach(self)
 /** @internal */
-export const timeoutFail = <E1>(options: { readonly duration: Duration.Input; readonly onTimeout: () => E1 }) =>
-<A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E | E1, R> =>
-  Effect.timeoutOrElse(self, { duration: options.duration, orElse: () => Effect.fail(options.onTimeout()) })
+export const timeoutFail =
+  <E1>(options: { readonly duration: Duration.Input; readonly onTimeout: () => E1 }) =>
+  <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E | E1, R> =>
+    Effect.timeoutOrElse(self, { duration: options.duration, orElse: () => Effect.fail(options.onTimeout()) })
 /** @internal */
-export const inScope = (scope: Scope.Scope) =>
-<A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, Exclude<R, Scope.Scope>> => Scope.provide(scope)(self)
+export const inScope =
+  (scope: Scope.Scope) => <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, Exclude<R, Scope.Scope>> =>
+    Scope.provide(scope)(self)
 /**
  * Effect 3's `Exit.isInterrupted` (a failure whose cause is interruption only). Effect 4 has
  * `hasInterrupts`, which is also true for a failure that was interrupted on top of an error.

@@ -63,7 +63,10 @@ export const fromResult = <A, E>(self: Result<A, E>): Effect.Effect<A, E> =>
 
 /** Effect 3 `Effect.async`, Effect 4 `Effect.callback`. @internal */
 export const callback: <A, E = never, R = never>(
-  register: (resume: (effect: Effect.Effect<A, E, R>) => void, signal: AbortSignal) => void | Effect.Effect<void, never, R>
+  register: (
+    resume: (effect: Effect.Effect<A, E, R>) => void,
+    signal: AbortSignal
+  ) => void | Effect.Effect<void, never, R>
 ) => Effect.Effect<A, E, R> = Effect.async
 /** Effect 3 `catchAll`, Effect 4 `catch`. @internal */
 export const catchAll: <E, A2, E2, R2>(
@@ -73,11 +76,13 @@ export const catchAll: <E, A2, E2, R2>(
 export const forkDetach: <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<Fiber.Fiber<A, E>, never, R> =
   Effect.forkDaemon
 /** Fails with `onTimeout()` after `duration`: Effect 3 `timeoutFail`, Effect 4 `timeoutOrElse`. @internal */
-export const timeoutFail = <E1>(options: { readonly duration: Duration.DurationInput; readonly onTimeout: () => E1 }) =>
-<A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E | E1, R> => Effect.timeoutFail(self, options)
+export const timeoutFail =
+  <E1>(options: { readonly duration: Duration.DurationInput; readonly onTimeout: () => E1 }) =>
+  <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E | E1, R> => Effect.timeoutFail(self, options)
 /** Runs a scoped effect in a scope the caller closes: Effect 3 `Scope.extend`, Effect 4 `Scope.provide`. @internal */
-export const inScope: (scope: Scope.Scope) => <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E, Exclude<R, Scope.Scope>> =
-  Scope.extend
+export const inScope: (
+  scope: Scope.Scope
+) => <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E, Exclude<R, Scope.Scope>> = Scope.extend
 /** Whether an exit is an interruption only (Effect 4 has no such predicate; see fx.effect4.ts). @internal */
 export const isInterrupted: <A, E>(self: Exit.Exit<A, E>) => boolean = Exit.isInterrupted
 
@@ -109,8 +114,11 @@ export const fromNullable: <A>(value: A) => Option.Option<NonNullable<A>> = Opti
 // --- Metrics (Effect 3 tags, Effect 4 attributes).
 
 /** Adds one to a counter under `key=value`. @internal */
-export const incrementTagged = (counter: Metric.Metric.Counter<number>, key: string, value: string): Effect.Effect<void> =>
-  Metric.increment(Metric.tagged(counter, key, value))
+export const incrementTagged = (
+  counter: Metric.Metric.Counter<number>,
+  key: string,
+  value: string
+): Effect.Effect<void> => Metric.increment(Metric.tagged(counter, key, value))
 
 // --- Services and layers.
 

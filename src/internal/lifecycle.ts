@@ -24,6 +24,7 @@ import { NotSupported } from "../UpgradeError.js"
 import type { ExitReason, Options, Upgrader } from "../Upgrader.js"
 import * as Announce from "./announce.js"
 import * as CompileCache from "./compileCache.js"
+import * as Fx from "./fx.js"
 import * as Attempt from "./lifecycle/attempt.js"
 import { apply, type Deps } from "./lifecycle/deps.js"
 import * as Handoff from "./lifecycle/handoff.js"
@@ -35,7 +36,6 @@ import * as Protocol from "./protocol.js"
 import { Registry } from "./registry.js"
 import type * as Spawn from "./spawn.js"
 import * as Systemd from "./systemd.js"
-import * as Fx from "./fx.js"
 
 /** @internal */
 export type Lifecycle = Fx.ShapeOf<Upgrader> & { readonly registry: Registry }

@@ -9,10 +9,10 @@ import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import { HandoverError } from "../UpgradeError.js"
 import * as Channel from "./channel.js"
+import * as Fx from "./fx.js"
 import * as Incoming from "./link/incoming.js"
 import * as Protocol from "./protocol.js"
 import type { Inherited } from "./registry.js"
-import * as Fx from "./fx.js"
 
 /** @internal */
 export interface Link {

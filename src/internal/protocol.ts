@@ -25,8 +25,8 @@
 import * as Duration from "effect/Duration"
 import * as Fs from "node:fs"
 import { HandoverError } from "../UpgradeError.js"
-import { boolean, check, int, list, MAX_PID, Mismatch, object, oneOf, optional, string } from "./shape.js"
 import * as Fx from "./fx.js"
+import { boolean, check, int, list, MAX_PID, Mismatch, object, oneOf, optional, string } from "./shape.js"
 
 /** @internal */
 export const ENV = "EFFECT_TABLEFLIP_HANDOVER"

@@ -8,7 +8,7 @@
  * @internal
  */
 import * as Effect from "effect/Effect"
-import * as Option from "effect/Option"
+import type * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import type * as Dgram from "node:dgram"
 import * as Net from "node:net"
@@ -17,6 +17,7 @@ import type { TooManyDescriptors } from "../UpgradeError.js"
 import { ListenError } from "../UpgradeError.js"
 import * as Binding from "./binding.js"
 import * as Entries from "./entries.js"
+import * as Fx from "./fx.js"
 import * as Keys from "./keys.js"
 import * as Procfs from "./procfs.js"
 import type * as Protocol from "./protocol.js"
@@ -24,7 +25,6 @@ import * as Placing from "./registry/handover.js"
 import type { Handover } from "./registry/handover.js"
 import * as Sockets from "./sockets.js"
 import * as Strays from "./strays.js"
-import * as Fx from "./fx.js"
 
 /**
  * A descriptor the previous generation (or systemd) passed: the handle it

@@ -13,10 +13,10 @@ import * as Scope from "effect/Scope"
 import * as ChildProcess from "node:child_process"
 import { SpawnError } from "../UpgradeError.js"
 import * as Channel from "./channel.js"
+import * as Fx from "./fx.js"
 import * as Log from "./log.js"
 import * as Protocol from "./protocol.js"
 import type { Handover } from "./registry.js"
-import * as Fx from "./fx.js"
 
 /**
  * How the next generation is started.

@@ -13,11 +13,11 @@
 import * as Effect from "effect/Effect"
 import * as Queue from "effect/Queue"
 import type * as Scope from "effect/Scope"
+import * as Fx from "../fx.js"
 import * as Handles from "../handles.js"
 import * as Log from "../log.js"
 import type { Decoded, Decoders, Message } from "../messages.js"
 import { decode } from "../messages.js"
-import * as Fx from "../fx.js"
 
 /** A handler per tag; only `descriptor` comes with a socket handle. */
 export type Handlers<M extends Message> = {

@@ -12,11 +12,11 @@ import type * as Scope from "effect/Scope"
 import type { UpgradeError } from "../../UpgradeError.js"
 import type { ExitReason, Upgraded } from "../../Upgrader.js"
 import type * as Announce from "../announce.js"
+import * as Fx from "../fx.js"
 import type * as Link from "../link.js"
 import type { Registry } from "../registry.js"
 import type * as LifecycleState from "./state.js"
 import type * as Successor from "./successor.js"
-import * as Fx from "../fx.js"
 
 /** @internal */
 export interface Deps {

@@ -17,9 +17,9 @@ import type { UpgradeError } from "../../UpgradeError.js"
 import { AlreadyUpgraded, UpgradeInProgress } from "../../UpgradeError.js"
 import type { Prepared, Upgraded } from "../../Upgrader.js"
 import * as UpgradeErrors from "../errors.js"
+import * as Fx from "../fx.js"
 import * as Log from "../log.js"
 import { apply, type Deps } from "./deps.js"
-import * as Fx from "../fx.js"
 
 /**
  * Records an upgrade's outcome for `effect-tableflip upgrade`, which

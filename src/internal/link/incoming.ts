@@ -12,9 +12,9 @@ import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import { HandoverError } from "../../UpgradeError.js"
 import type * as Channel from "../channel.js"
+import * as Fx from "../fx.js"
 import * as Handles from "../handles.js"
 import * as Protocol from "../protocol.js"
-import * as Fx from "../fx.js"
 
 /** @internal */
 export interface Incoming {

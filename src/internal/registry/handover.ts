@@ -9,8 +9,8 @@
  */
 import { TooManyDescriptors } from "../../UpgradeError.js"
 import type * as Entries from "../entries.js"
-import * as Protocol from "../protocol.js"
 import * as Fx from "../fx.js"
+import * as Protocol from "../protocol.js"
 
 /** @internal */
 export interface Handover {

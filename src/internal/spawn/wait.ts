@@ -9,11 +9,11 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type { UpgradeError } from "../../UpgradeError.js"
 import { ChildExited, HealthCheckFailed, RolledBack, Stopped, UpgradeTimeout } from "../../UpgradeError.js"
+import * as Fx from "../fx.js"
 import * as Log from "../log.js"
 import type * as Protocol from "../protocol.js"
 import type { Handover } from "../registry.js"
 import type { Child } from "../spawn.js"
-import * as Fx from "../fx.js"
 
 /**
  * How long a child whose channel broke while it was sent its sockets has to
