@@ -40,8 +40,8 @@ for path in sys.argv[1:]:
       s = re.sub(rf'^import (type )?\* as {mod} from "effect/{mod}"\n', "", s, flags=re.M)
   # put the Fx import after the last import line
   lines = s.split("\n")
-  if "Fx." in s:
-    imports = [i for i, l in enumerate(lines) if l.startswith("import ")]
+  if "Fx." in s and "import * as Fx from" not in s:
+    imports = [i for i, l in enumerate(lines) if l.startswith("import ") or l.startswith("} from ")]
     at = imports[-1] + 1 if imports else lines.index(" */") + 1
     lines.insert(at, imp.rstrip("\n"))
   open(path, "w").write("\n".join(lines))
