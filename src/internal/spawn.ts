@@ -237,9 +237,7 @@ const acquire = (
     // a rollback, not a child that never got ready). Interrupted when the scope closes, before the
     // release, which then completes `exited` itself. Interruptible: `spawn` builds this uninterruptibly.
     yield* Deferred.await(signals.reaped).pipe(
-      Effect.flatMap((exited) =>
-        Effect.sync(() => after(() => Fx.doneUnsafe(signals.exited, Effect.succeed(exited))))
-      ),
+      Effect.flatMap((exited) => Effect.sync(() => after(() => Fx.doneUnsafe(signals.exited, Effect.succeed(exited))))),
       Effect.interruptible,
       Effect.forkScoped
     )
