@@ -32,11 +32,11 @@
  *
  * @since 0.2.0
  */
-import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Fds from "./Fds.js"
 import * as Directory from "./internal/directory.js"
+import type * as Fx from "./internal/fx.js"
 import * as Instance from "./internal/instance.js"
 import * as Services from "./internal/services.js"
 import type { DirectoryError, DuplicateUpgrader, NotSupported } from "./UpgradeError.js"
@@ -53,7 +53,7 @@ export interface Options {
    * How long to wait for the takeover lock, and then for the owner's answer (a busy owner, one
    * whose connection queue is full, one that answers slowly). Default: 1 minute.
    */
-  readonly timeout?: Duration.DurationInput | undefined
+  readonly timeout?: Fx.DurationInput | undefined
   /** Also write this process's pid here at `ready`. */
   readonly pidFile?: string | undefined
 }
@@ -78,7 +78,7 @@ export const layer = (
 ): Layer.Layer<Upgrader | Fds.Fds, DirectoryError | NotSupported | DuplicateUpgrader> =>
   Layer.scopedContext(
     // One Upgrader per process, of either kind.
-    Effect.zipRight(Instance.claim("DirectoryUpgrader.layer"), Directory.make(options)).pipe(
+    Effect.andThen(Instance.claim("DirectoryUpgrader.layer"), Directory.make(options)).pipe(
       Effect.map(({ registry, upgrader }) => Services.context(upgrader, Fds.fromRegistry(registry)))
     )
   )

@@ -23,6 +23,7 @@ import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import type * as Http from "node:http"
 import * as Net from "node:net"
+import * as Fx from "./internal/fx.js"
 import * as Log from "./internal/log.js"
 
 /**
@@ -39,15 +40,15 @@ export interface Options {
    * `spread`. Default: 0, all at once: on a 2-core machine 1 second did not
    * lower the p99 of upgrade windows measurably (docs/benchmark.md, "Reconnect storm").
    */
-  readonly spread?: Duration.DurationInput | undefined
+  readonly spread?: Fx.DurationInput | undefined
   /**
    * How long a kept-alive connection may stay silent after it was due to
    * close before it is closed. Busy clients get `Connection: close` on
    * their next response long before. Default: 1 second.
    */
-  readonly idleGrace?: Duration.DurationInput | undefined
+  readonly idleGrace?: Fx.DurationInput | undefined
   /** When every remaining connection is closed. Default: 30 seconds. */
-  readonly deadline?: Duration.DurationInput | undefined
+  readonly deadline?: Fx.DurationInput | undefined
 }
 
 /**
@@ -95,7 +96,7 @@ export const run = (tracker: Tracker, options: Options = {}): Effect.Effect<void
   const self = tracker as ServerTracker
   const spread = Duration.toMillis(options.spread ?? DEFAULT_SPREAD)
   const idleGrace = Duration.toMillis(options.idleGrace ?? Duration.seconds(1))
-  return Effect.async<void>((resume) => {
+  return Fx.callback<void>((resume) => {
     const stop = self.begin(spread, idleGrace, () => resume(Effect.void))
     return Effect.sync(stop)
   }).pipe(

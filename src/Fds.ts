@@ -10,12 +10,12 @@
  *
  * @since 0.1.0
  */
-import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import type * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import type * as Dgram from "node:dgram"
 import * as Net from "node:net"
+import * as Fx from "./internal/fx.js"
 import type * as Registry from "./internal/registry.js"
 import type { ListenError } from "./UpgradeError.js"
 
@@ -47,7 +47,7 @@ export interface ListenOptions {
  * @since 0.1.0
  * @category tags
  */
-export class Fds extends Context.Tag("effect-tableflip/Fds")<Fds, {
+export class Fds extends Fx.Tag<Fds, {
   /**
    * Makes `server` listen on an inherited socket or a new one, and registers
    * it for the next generation. Closing the scope stops the server accepting
@@ -95,7 +95,7 @@ export class Fds extends Context.Tag("effect-tableflip/Fds")<Fds, {
   readonly unclaimed: Effect.Effect<ReadonlyArray<string>>
   /** Keys of the descriptors the next generation will receive. */
   readonly registered: Effect.Effect<ReadonlyArray<string>>
-}>() {}
+}>()("effect-tableflip/Fds") {}
 
 /**
  * Listens on an inherited or new socket. Without a `server`, a plain
@@ -226,7 +226,7 @@ export const registered: Effect.Effect<ReadonlyArray<string>, never, Fds> = Effe
  *
  * @internal
  */
-export const fromRegistry = (registry: Registry.Registry): Fds["Type"] =>
+export const fromRegistry = (registry: Registry.Registry): Fx.ShapeOf<Fds> =>
   Fds.of({
     listen: (options, server) => registry.listen(options, server),
     listenPacket: (options) => registry.listenPacket(options),

@@ -66,7 +66,7 @@ export const make = (
     return PlatformHttpServer.make({
       address: inner.address,
       serve: (app, middleware) =>
-        Effect.zipRight(
+        Effect.andThen(
           middleware === undefined ? inner.serve(app) : inner.serve(app, middleware),
           // Added after the platform's own finalizer, so it runs first: the drain needs the
           // handlers attached to answer what is still in flight.

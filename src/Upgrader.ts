@@ -21,13 +21,12 @@
 // Over 300 lines for its JSDoc alone (docgen builds the API reference here); the code is in internal/upgrader.ts, config.ts, signals.ts.
 import type * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
-import * as Context from "effect/Context"
-import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import * as Fds from "./Fds.js"
 import * as Configs from "./internal/config.js"
+import * as Fx from "./internal/fx.js"
 import * as Instance from "./internal/instance.js"
 import * as Lifecycle from "./internal/lifecycle.js"
 import * as Services from "./internal/services.js"
@@ -70,7 +69,7 @@ export interface Options {
    * the next generation waits no longer than this for its sockets and state.
    * Default: 1 minute.
    */
-  readonly upgradeTimeout?: Duration.DurationInput | undefined
+  readonly upgradeTimeout?: Fx.DurationInput | undefined
   /**
    * Written atomically at every `ready` with the pid of the generation that
    * serves. A relative path is resolved against the first generation's
@@ -85,7 +84,7 @@ export interface Options {
    * `ready`, as tableflip does), so a new generation that crashes right after
    * `ready` takes the listeners with it.
    */
-  readonly probation?: Duration.DurationInput | undefined
+  readonly probation?: Fx.DurationInput | undefined
   /** The largest state (`State`), JSON-encoded, an upgrade hands over. Default: 64 MiB. */
   readonly maxStateBytes?: number | undefined
   /** How the next generation is started. */
@@ -136,7 +135,7 @@ export interface Prepared {
  * @since 0.1.0
  * @category tags
  */
-export class Upgrader extends Context.Tag("effect-tableflip/Upgrader")<Upgrader, {
+export class Upgrader extends Fx.Tag<Upgrader, {
   /** This process's pid. */
   readonly pid: number
   /** 1 for a process started by hand, n + 1 for the generation started by generation n. */
@@ -200,7 +199,7 @@ export class Upgrader extends Context.Tag("effect-tableflip/Upgrader")<Upgrader,
    * upgrade fails at once with `HealthCheckFailed`. `readyWhen` uses it.
    */
   readonly unready: (reason: string) => Effect.Effect<void>
-}>() {}
+}>()("effect-tableflip/Upgrader") {}
 
 /**
  * Builds the lifecycle. Reading the handover from a previous generation
@@ -213,12 +212,12 @@ export class Upgrader extends Context.Tag("effect-tableflip/Upgrader")<Upgrader,
 export const make = (
   options: Options = {}
 ): Effect.Effect<
-  { readonly upgrader: Upgrader["Type"]; readonly fds: Fds.Fds["Type"] },
+  { readonly upgrader: Fx.ShapeOf<Upgrader>; readonly fds: Fx.ShapeOf<Fds.Fds> },
   HandoverError | NotSupported | DuplicateUpgrader,
   Scope.Scope
 > =>
   // Claimed first: a second instance must not take the handover the live one read.
-  Effect.zipRight(Instance.claim("Upgrader.layer"), Lifecycle.make(options)).pipe(Effect.map((lifecycle) => ({
+  Effect.andThen(Instance.claim("Upgrader.layer"), Lifecycle.make(options)).pipe(Effect.map((lifecycle) => ({
     upgrader: Upgrader.of(Internal.service(lifecycle)),
     fds: Fds.fromRegistry(lifecycle.registry)
   })))
@@ -276,7 +275,7 @@ export const launch = <ROut, E, RIn, E2 = never, R2 = never>(
   options: {
     /** Gates `ready` on this check (see `readyWhen`), run once the layers are built. */
     readonly readyWhen?: Effect.Effect<unknown, E2, R2> | undefined
-    readonly readyTimeout?: Duration.DurationInput | undefined
+    readonly readyTimeout?: Fx.DurationInput | undefined
   } = {}
 ): Effect.Effect<ExitReason, E | PidFileError | HealthCheckFailed, RIn | R2 | Upgrader> =>
   Effect.flatMap(Upgrader, (upgrader) => Internal.launch(upgrader, self, options))
@@ -293,7 +292,7 @@ export const launch = <ROut, E, RIn, E2 = never, R2 = never>(
  */
 export const readyWhen = <E, R>(
   check: Effect.Effect<unknown, E, R>,
-  options: { readonly timeout?: Duration.DurationInput | undefined } = {}
+  options: { readonly timeout?: Fx.DurationInput | undefined } = {}
 ): Effect.Effect<void, HealthCheckFailed | PidFileError, R | Upgrader> =>
   Effect.flatMap(Upgrader, (upgrader) => Internal.readyWhen(upgrader, check, options.timeout))
 

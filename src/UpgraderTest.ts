@@ -24,6 +24,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Ref from "effect/Ref"
 import * as Fds from "./Fds.js"
+import * as Fx from "./internal/fx.js"
 import { Registry } from "./internal/registry.js"
 import * as Services from "./internal/services.js"
 import type { StateError, UpgradeError } from "./UpgradeError.js"
@@ -37,7 +38,7 @@ import { Upgrader } from "./Upgrader.js"
  * @since 0.1.0
  * @category tags
  */
-export class UpgraderTest extends Context.Tag("effect-tableflip/UpgraderTest")<UpgraderTest, {
+export class UpgraderTest extends Fx.Tag<UpgraderTest, {
   /** Completes the stub's `exit`, as a successful upgrade or a stop would. */
   readonly triggerExit: (reason: ExitReason) => Effect.Effect<void>
   /** How many times the application called `ready`. */
@@ -50,7 +51,7 @@ export class UpgraderTest extends Context.Tag("effect-tableflip/UpgraderTest")<U
   readonly offeredState: Effect.Effect<Readonly<Record<string, unknown>>, StateError>
   /** The reason the application gave `readyWhen`'s failed check, if any. */
   readonly unreadyReason: Effect.Effect<string | undefined>
-}>() {}
+}>()("effect-tableflip/UpgraderTest") {}
 
 /**
  * @since 0.1.0
@@ -92,8 +93,8 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
       generation: 1,
       hasParent: options.hasParent ?? false,
       ready: Ref.update(readyCount, (n) => n + 1),
-      upgrade: Effect.zipRight(Ref.update(upgradeCount, (n) => n + 1), upgrade),
-      prepare: Effect.zipRight(Ref.update(prepareCount, (n) => n + 1), prepare),
+      upgrade: Effect.andThen(Ref.update(upgradeCount, (n) => n + 1), upgrade),
+      prepare: Effect.andThen(Ref.update(prepareCount, (n) => n + 1), prepare),
       exit: Deferred.await(exitReason),
       stop: triggerExit("stopped"),
       waitForParent: Effect.void,

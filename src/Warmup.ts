@@ -22,6 +22,7 @@ import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import * as Http from "node:http"
 import * as Net from "node:net"
+import * as Fx from "./internal/fx.js"
 import * as Log from "./internal/log.js"
 
 /**
@@ -48,7 +49,7 @@ export interface Options {
    */
   readonly concurrency?: number | undefined
   /** When warm-up stops, answered or not. Default: 5 seconds. */
-  readonly timeout?: Duration.DurationInput | undefined
+  readonly timeout?: Fx.DurationInput | undefined
 }
 
 /**
@@ -116,9 +117,7 @@ export const http: (server: Http.Server, options?: Options) => Effect.Effect<Rep
     if (plan.requests <= 0) return tally.report(false)
     const timedOut = yield* Effect.scoped(Effect.flatMap(open(server, plan), (relay) => send(relay, plan, tally))).pipe(
       Effect.timeoutTo({ duration: plan.timeout, onSuccess: () => false, onTimeout: () => true }),
-      Effect.catchAll((error) =>
-        Effect.as(Log.warning(`warm-up skipped: no relay on 127.0.0.1 (${error.message})`), false)
-      )
+      Fx.catchAll((error) => Effect.as(Log.warning(`warm-up skipped: no relay on 127.0.0.1 (${error.message})`), false))
     )
     const report = tally.report(timedOut)
     yield* tell(report, plan, tally)
@@ -142,7 +141,7 @@ const planOf = (options: Options): Plan => ({
   method: (options.method ?? "GET").toUpperCase(),
   headers: options.headers ?? {},
   concurrency: Math.max(1, Math.floor(options.concurrency ?? 8)),
-  timeout: Duration.decode(options.timeout ?? Duration.seconds(5))
+  timeout: Fx.decodeDuration(options.timeout ?? Duration.seconds(5))
 })
 
 class Tally {
@@ -206,7 +205,7 @@ interface Relay {
 
 const open = (server: Http.Server, plan: Plan): Effect.Effect<Relay, Error, Scope.Scope> =>
   Effect.acquireRelease(
-    Effect.async<{ readonly relay: Net.Server; readonly sockets: Set<Net.Socket> }, Error>((resume) => {
+    Fx.callback<{ readonly relay: Net.Server; readonly sockets: Set<Net.Socket> }, Error>((resume) => {
       const sockets = new Set<Net.Socket>()
       const relay = Net.createServer((socket) => {
         sockets.add(socket)
@@ -217,7 +216,7 @@ const open = (server: Http.Server, plan: Plan): Effect.Effect<Relay, Error, Scop
       relay.listen(0, "127.0.0.1", () => resume(Effect.succeed({ relay, sockets })))
     }),
     ({ relay, sockets }) =>
-      Effect.async<void>((resume) => {
+      Fx.callback<void>((resume) => {
         // Destroyed rather than ended: a handler that never answers would keep its connection
         // open. Done when every socket has emitted `close` (the server's own bookkeeping runs
         // then), which comes after the relay's close callback.
@@ -272,7 +271,7 @@ const send = (relay: Relay, plan: Plan, tally: Tally): Effect.Effect<void> =>
 
 /** A status code, or the error that stopped the request; never fails. */
 const request = (relay: Relay, plan: Plan, close: boolean): Effect.Effect<number | Error> =>
-  Effect.async<number | Error>((resume) => {
+  Fx.callback<number | Error>((resume) => {
     let settled = false
     const settle = (outcome: number | Error) => {
       if (settled) return

@@ -27,8 +27,8 @@
 import * as Data from "effect/Data"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
-import * as FiberId from "effect/FiberId"
 import type * as ChildProcess from "node:child_process"
+import * as Fx from "./fx.js"
 import type {
   Message,
   PrepareAnswer,
@@ -102,7 +102,7 @@ export const send: {
   message: Message,
   handle?: object
 ): Effect.Effect<void, ChannelBroken> =>
-  Effect.async<void, ChannelBroken>((resume) => {
+  Fx.callback<void, ChannelBroken>((resume) => {
     if (!target.connected || target.send === undefined) {
       return resume(Effect.fail(new ChannelBroken({ cause: undefined })))
     }
@@ -143,9 +143,9 @@ export const requests = (post: (message: UpgradeRequest | PrepareRequest) => Eff
     request: (kind) =>
       Effect.suspend(() => {
         const seq = next++
-        const answer = Deferred.unsafeMake<Protocol.UpgradeResult | undefined>(FiberId.none)
+        const answer = Fx.makeDeferredUnsafe<Protocol.UpgradeResult | undefined>()
         pending.set(seq, { kind, answer })
-        return Effect.zipRight(post({ tableflip: kind, seq }), Deferred.await(answer)).pipe(
+        return Effect.andThen(post({ tableflip: kind, seq }), Deferred.await(answer)).pipe(
           Effect.ensuring(Effect.sync(() => pending.delete(seq)))
         )
       }),
@@ -163,11 +163,11 @@ export const requests = (post: (message: UpgradeRequest | PrepareRequest) => Eff
       const waiting = seq === undefined ? undefined : pending.get(seq)
       if (waiting === undefined || waiting.kind !== kind) return false
       pending.delete(seq!)
-      Deferred.unsafeDone(waiting.answer, Effect.succeed(message.result))
+      Fx.doneUnsafe(waiting.answer, Effect.succeed(message.result))
       return true
     },
     abandon: () => {
-      for (const { answer } of pending.values()) Deferred.unsafeDone(answer, Effect.succeed(undefined))
+      for (const { answer } of pending.values()) Fx.doneUnsafe(answer, Effect.succeed(undefined))
       pending.clear()
     }
   }

@@ -7,10 +7,10 @@
 import * as Config from "effect/Config"
 import * as ConfigError from "effect/ConfigError"
 import * as Duration from "effect/Duration"
-import * as Either from "effect/Either"
 import * as Option from "effect/Option"
 import type { Options } from "../Upgrader.js"
 import * as Durations from "./duration.js"
+import * as Fx from "./fx.js"
 import * as Lifecycle from "./lifecycle.js"
 
 /** A duration in either spelling; a wrong one names the variable (Config adds it) and the forms. */
@@ -18,8 +18,8 @@ const durationConfig = (name: string): Config.Config<Duration.Duration> =>
   Config.string(name).pipe(Config.mapOrFail((text) => {
     const duration = Durations.parse(text)
     return duration === undefined
-      ? Either.left(ConfigError.InvalidData([], `${JSON.stringify(text)} is not a duration; use ${Durations.FORMS}`))
-      : Either.right(duration)
+      ? Fx.fail(ConfigError.InvalidData([], `${JSON.stringify(text)} is not a duration; use ${Durations.FORMS}`))
+      : Fx.succeed(duration)
   }))
 
 /** @internal */

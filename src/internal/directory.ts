@@ -46,7 +46,6 @@
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Either from "effect/Either"
 import * as FiberSet from "effect/FiberSet"
 import type * as Scope from "effect/Scope"
 import * as Fs from "node:fs"
@@ -59,6 +58,7 @@ import * as Lock from "./directory/lock.js"
 import * as Newcomer from "./directory/newcomer.js"
 import * as Owner from "./directory/owner.js"
 import * as State from "./directory/state.js"
+import * as Fx from "./fx.js"
 import * as Log from "./log.js"
 import * as Native from "./native.js"
 import { Registry } from "./registry.js"
@@ -66,7 +66,7 @@ import { Registry } from "./registry.js"
 /** @internal */
 export interface Options {
   readonly dir: string
-  readonly timeout?: Duration.DurationInput | undefined
+  readonly timeout?: Fx.DurationInput | undefined
   readonly pidFile?: string | undefined
 }
 
@@ -76,7 +76,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
   if (addon === undefined) return yield* new NotSupported({ platform: process.platform, reason })
   const paths = Files.paths(Path.resolve(options.dir))
   yield* Files.checkDirectory(paths.dir)
-  const timeout = Duration.decode(options.timeout ?? Duration.minutes(1))
+  const timeout = Fx.decodeDuration(options.timeout ?? Duration.minutes(1))
   Log.identify(`directory ${paths.dir}`)
   // Effects started from Node callbacks run in this layer's runtime (the app's logger) and end with it.
   const runFork = yield* FiberSet.makeRuntime<never>()
@@ -92,7 +92,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
   const machine = State.machine()
   const exitReason = yield* Deferred.make<ExitReason>()
   const predecessorGone = yield* Deferred.make<void>()
-  if (predecessor === undefined) Deferred.unsafeDone(predecessorGone, Effect.void)
+  if (predecessor === undefined) Fx.doneUnsafe(predecessorGone, Effect.void)
   const registry = new Registry(inherited, {
     // Asked synchronously as the registry closes a unix listener.
     mayUnlink: (boundHere) => State.mayUnlink(machine.get(), boundHere, predecessor !== undefined)
@@ -145,17 +145,17 @@ const readyOf = (wired: Wired) =>
   Effect.gen(function*() {
     const { machine, options, paths, predecessor } = wired
     // Checked before the pid file is written, stepped after: a pid file that fails leaves `ready` to try again.
-    if (Either.isLeft(State.transition(machine.get(), { _tag: "MarkReady" }))) return
+    if (Fx.isFailure(State.transition(machine.get(), { _tag: "MarkReady" }))) return
     if (options.pidFile !== undefined) yield* PidFile.write(options.pidFile)
     wired.registry.closeUnclaimed()
-    if (Either.isLeft(machine.step({ _tag: "MarkReady" }))) return
+    if (Fx.isFailure(machine.step({ _tag: "MarkReady" }))) return
     yield* wired.owner.claim.pipe(
       Effect.mapError((error) => new PidFileError({ path: error.path, cause: error.message }))
     )
     yield* Files.recordOwner(paths)
     machine.step({ _tag: "Claimed" })
     if (predecessor !== undefined) {
-      Newcomer.sayReady(predecessor.fd, () => Deferred.unsafeDone(wired.predecessorGone, Effect.void))
+      Newcomer.sayReady(predecessor.fd, () => Fx.doneUnsafe(wired.predecessorGone, Effect.void))
     }
     yield* wired.lock.release
     yield* Log.info(
@@ -166,7 +166,7 @@ const readyOf = (wired: Wired) =>
 /** `stop`: this process's `exit` completes with "stopped", unless it handed over (or stopped) already. */
 const stopOf = ({ exitReason, machine }: Wired): Effect.Effect<void> =>
   Effect.suspend(() =>
-    Either.isLeft(machine.step({ _tag: "Stop" })) ? Effect.void : Deferred.succeed(exitReason, "stopped")
+    Fx.isFailure(machine.step({ _tag: "Stop" })) ? Effect.void : Deferred.succeed(exitReason, "stopped")
   )
 
 /** At the end of the scope: stop, end a handover in flight, let owner.sock go (unlinked unless handed over). */

@@ -12,7 +12,7 @@
  */
 import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
-import * as Effect from "effect/Effect"
+import type * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as PidFile from "../PidFile.js"
@@ -33,6 +33,7 @@ import {
   UpgradeInProgress,
   UpgradeTimeout
 } from "../UpgradeError.js"
+import * as Fx from "./fx.js"
 import * as Log from "./log.js"
 
 /** @internal */
@@ -141,4 +142,4 @@ export const recordOutcome = (
         })
     },
     prepared ? PidFile.prepareOutcomePath : PidFile.outcomePath
-  ).pipe(Effect.catchAll((error) => Log.warning(error.message)))
+  ).pipe(Fx.catchAll((error) => Log.warning(error.message)))

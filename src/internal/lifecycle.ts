@@ -14,7 +14,6 @@ import * as Cause from "effect/Cause"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import type * as Scope from "effect/Scope"
@@ -25,6 +24,7 @@ import { NotSupported } from "../UpgradeError.js"
 import type { ExitReason, Options, Upgrader } from "../Upgrader.js"
 import * as Announce from "./announce.js"
 import * as CompileCache from "./compileCache.js"
+import * as Fx from "./fx.js"
 import * as Attempt from "./lifecycle/attempt.js"
 import { apply, type Deps } from "./lifecycle/deps.js"
 import * as Handoff from "./lifecycle/handoff.js"
@@ -38,7 +38,7 @@ import type * as Spawn from "./spawn.js"
 import * as Systemd from "./systemd.js"
 
 /** @internal */
-export type Lifecycle = Upgrader["Type"] & { readonly registry: Registry }
+export type Lifecycle = Fx.ShapeOf<Upgrader> & { readonly registry: Registry }
 
 /** @internal */
 export const DEFAULT_UPGRADE_TIMEOUT = Duration.minutes(1)
@@ -68,8 +68,8 @@ export const make = Effect.fnUntraced(function*(options: Options, internal: Inte
   const stop = stopping(deps)
   // Released because the app failed: say so before "stopped", which would otherwise read as the cause.
   yield* Effect.addFinalizer((exit) =>
-    Exit.isFailure(exit) && !Exit.isInterrupted(exit)
-      ? Effect.zipRight(Log.error(`the app failed: ${Cause.squash(exit.cause)}; stopping`), stop)
+    Exit.isFailure(exit) && !Fx.isInterrupted(exit)
+      ? Effect.andThen(Log.error(`the app failed: ${Cause.squash(exit.cause)}; stopping`), stop)
       : stop
   )
   if (link !== undefined && deps.supervised) yield* followRunner(deps, link, stop)
@@ -94,9 +94,9 @@ export const make = Effect.fnUntraced(function*(options: Options, internal: Inte
 /** The handover from the previous generation in this process's environment, if any, taken over. */
 const openLink: Effect.Effect<Link.Link | undefined, HandoverError, Scope.Scope> = Effect.suspend(() => {
   const taken = Protocol.take()
-  return taken === undefined ? Effect.succeed(undefined) : Either.match(taken, {
-    onLeft: Effect.fail,
-    onRight: Link.open
+  return taken === undefined ? Effect.succeed(undefined) : Fx.matchResult(taken, {
+    onFailure: Effect.fail,
+    onSuccess: Link.open
   })
 })
 
@@ -132,8 +132,8 @@ const assemble = Effect.fnUntraced(function*(options: Options, internal: Interna
       registry,
       handoff,
       command: () => command(options, cwd),
-      timeout: Duration.decode(options.upgradeTimeout ?? DEFAULT_UPGRADE_TIMEOUT),
-      probation: Duration.decode(options.probation ?? Duration.zero),
+      timeout: Fx.decodeDuration(options.upgradeTimeout ?? DEFAULT_UPGRADE_TIMEOUT),
+      probation: Fx.decodeDuration(options.probation ?? Duration.zero),
       unregisteredListeners: options.unregisteredListeners,
       stop: stopSignal,
       scope,
@@ -142,7 +142,7 @@ const assemble = Effect.fnUntraced(function*(options: Options, internal: Interna
     exitReason: yield* Deferred.make<ExitReason>(),
     stopSignal,
     scope,
-    gate: yield* Effect.makeSemaphore(1),
+    gate: yield* Fx.makeSemaphore(1),
     pending: undefined
   }
   return { deps, handoff }
@@ -196,7 +196,7 @@ const stopping = (deps: Deps): Effect.Effect<void> =>
     yield* Deferred.succeed(deps.exitReason, "stopped")
     // Stopped for good: the PID file goes too, unless a newer process has written it since.
     if (deps.pidFile !== undefined) {
-      yield* PidFile.removeIfOwn(deps.pidFile).pipe(Effect.catchAll((error) => Log.warning(error.message)))
+      yield* PidFile.removeIfOwn(deps.pidFile).pipe(Fx.catchAll((error) => Log.warning(error.message)))
     }
     yield* Log.info("stopped")
   }).pipe(Effect.ignore)
@@ -206,12 +206,12 @@ const followRunner = (deps: Deps, link: Link.Link, stop: Effect.Effect<void>) =>
   Effect.gen(function*() {
     // A message, not a signal: a second SIGINT after a terminal's Ctrl-C would kill an app
     // whose runtime (NodeRuntime.runMain) handles only the first.
-    yield* Deferred.await(link.stopRequested).pipe(Effect.zipRight(stop), Effect.forkScoped)
+    yield* Deferred.await(link.stopRequested).pipe(Effect.andThen(stop), Effect.forkScoped)
     // The runner has the next generation ready: step down.
     yield* Deferred.await(link.exitRequested).pipe(
       Effect.flatMap((childPid) => Effect.ignore(apply(deps, { _tag: "StepDown", childPid }))),
-      Effect.zipRight(Deferred.succeed(deps.exitReason, "upgraded")),
-      Effect.zipRight(Log.info("the runner started the next generation; stepping down")),
+      Effect.andThen(Deferred.succeed(deps.exitReason, "upgraded")),
+      Effect.andThen(Log.info("the runner started the next generation; stepping down")),
       Effect.forkScoped
     )
   })
@@ -221,7 +221,7 @@ const followPredecessor = (deps: Deps, link: Link.Link) =>
   deps.supervised && link.manifest.predecessorPid === undefined
     ? Effect.void
     : Deferred.await(link.predecessorGone).pipe(
-      Effect.zipRight(Log.info(
+      Effect.andThen(Log.info(
         `the previous generation (pid ${link.manifest.predecessorPid ?? link.parentPid}) has exited`
       )),
       Effect.forkScoped,

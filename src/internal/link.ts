@@ -9,6 +9,7 @@ import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import { HandoverError } from "../UpgradeError.js"
 import * as Channel from "./channel.js"
+import * as Fx from "./fx.js"
 import * as Incoming from "./link/incoming.js"
 import * as Protocol from "./protocol.js"
 import type { Inherited } from "./registry.js"
@@ -106,7 +107,7 @@ const awaitHandover = (incoming: Incoming.Incoming) =>
     const millis = incoming.manifest.upgradeTimeoutMillis
     const deadline = millis === undefined ? Protocol.HANDOVER_TIMEOUT : Duration.millis(millis)
     yield* Deferred.await(incoming.allReceived).pipe(
-      Effect.timeoutFail({ duration: deadline, onTimeout: () => timedOut(incoming, deadline) })
+      Fx.timeoutFail({ duration: deadline, onTimeout: () => timedOut(incoming, deadline) })
     )
     // From here on the channel only tells when the previous generation is gone;
     // waiting for that must not keep this one alive.
@@ -129,7 +130,7 @@ const readyNotifier = (supervised: boolean) => {
           { discard: true }
         )
         : Effect.void
-      return Effect.zipRight(handUp, send({ tableflip: "ready" }))
+      return Effect.andThen(handUp, send({ tableflip: "ready" }))
     })
 }
 

@@ -9,6 +9,7 @@
  */
 import * as Effect from "effect/Effect"
 import * as ChildProcess from "node:child_process"
+import * as Fx from "./fx.js"
 import * as Log from "./log.js"
 import * as Native from "./native.js"
 
@@ -41,7 +42,7 @@ export const make = (): Notify => {
   }
   return (...fields) =>
     Effect.try(() => send(fields.map(([key, value]) => `${key}=${value}`).join("\n"), fields)).pipe(
-      Effect.catchAll(({ error }) => {
+      Fx.catchAll(({ error }) => {
         const code = (error as NodeJS.ErrnoException).code ?? "other"
         if (warned.has(code)) return Effect.void
         warned.add(code)

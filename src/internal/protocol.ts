@@ -23,9 +23,9 @@
  * @internal
  */
 import * as Duration from "effect/Duration"
-import * as Either from "effect/Either"
 import * as Fs from "node:fs"
 import { HandoverError } from "../UpgradeError.js"
+import * as Fx from "./fx.js"
 import { boolean, check, int, list, MAX_PID, Mismatch, object, oneOf, optional, string } from "./shape.js"
 
 /** @internal */
@@ -214,12 +214,12 @@ export const encode = (manifest: Manifest): string => JSON.stringify(manifest)
  *
  * @internal
  */
-export const decode = (text: string): Either.Either<Manifest, HandoverError> => {
+export const decode = (text: string): Fx.Result<Manifest, HandoverError> => {
   let json: unknown
   try {
     json = JSON.parse(text)
   } catch (error) {
-    return Either.left(
+    return Fx.fail(
       new HandoverError({ reason: "Malformed", detail: `${ENV} is not JSON: ${(error as Error).message}` })
     )
   }
@@ -233,10 +233,10 @@ export const decode = (text: string): Either.Either<Manifest, HandoverError> => 
  *
  * @internal
  */
-export const validate = (json: unknown, source: string): Either.Either<Manifest, HandoverError> => {
+export const validate = (json: unknown, source: string): Fx.Result<Manifest, HandoverError> => {
   const version = typeof json === "object" && json !== null ? (json as { version?: unknown }).version : undefined
   if (version !== VERSION) {
-    return Either.left(
+    return Fx.fail(
       new HandoverError({
         reason: "Version",
         detail: `${source} has protocol version ${JSON.stringify(version)}, this build speaks ${VERSION}; ` +
@@ -245,23 +245,24 @@ export const validate = (json: unknown, source: string): Either.Either<Manifest,
     )
   }
   const decoded = check(json, manifestOf)
-  if (Either.isLeft(decoded)) return malformed(`${source} does not match the manifest schema: ${decoded.left}`)
+  if (Fx.isFailure(decoded)) return malformed(`${source} does not match the manifest schema: ${Fx.failureOf(decoded)}`)
   const keys = new Set<string>()
   const fds = new Set<number>()
-  for (const descriptor of decoded.right.fds) {
+  const manifest = Fx.successOf(decoded)
+  for (const descriptor of manifest.fds) {
     if (keys.has(descriptor.key)) return malformed(`descriptor ${descriptor.key} is named twice`)
     keys.add(descriptor.key)
     if (descriptor.kind !== "file") continue
     if (fds.has(descriptor.fd)) return malformed(`fd ${descriptor.fd} is named twice`)
     fds.add(descriptor.fd)
     const problem = checkOpen(descriptor.fd)
-    if (problem !== undefined) return Either.left(problem)
+    if (problem !== undefined) return Fx.fail(problem)
   }
-  return Either.right(decoded.right)
+  return Fx.succeed(manifest)
 }
 
-const malformed = (detail: string): Either.Either<never, HandoverError> =>
-  Either.left(new HandoverError({ reason: "Malformed", detail }))
+const malformed = (detail: string): Fx.Result<never, HandoverError> =>
+  Fx.fail(new HandoverError({ reason: "Malformed", detail }))
 
 const checkOpen = (fd: number): HandoverError | undefined => {
   try {
@@ -282,13 +283,13 @@ const checkOpen = (fd: number): HandoverError | undefined => {
  *
  * @internal
  */
-export const take = (env: NodeJS.ProcessEnv = process.env): Either.Either<Manifest, HandoverError> | undefined => {
+export const take = (env: NodeJS.ProcessEnv = process.env): Fx.Result<Manifest, HandoverError> | undefined => {
   const text = env[ENV]
   if (text === undefined) return undefined
   delete env[ENV]
   const decoded = decode(text)
-  if (Either.isRight(decoded) && process.channel === undefined) {
-    return Either.left(
+  if (Fx.isSuccess(decoded) && process.channel === undefined) {
+    return Fx.fail(
       new HandoverError({
         reason: "MissingFd",
         detail: `${ENV} is set but there is no IPC channel to a previous generation at fd ${CHANNEL_FD}; ` +

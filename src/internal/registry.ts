@@ -8,8 +8,7 @@
  * @internal
  */
 import * as Effect from "effect/Effect"
-import * as Either from "effect/Either"
-import * as Option from "effect/Option"
+import type * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import type * as Dgram from "node:dgram"
 import * as Net from "node:net"
@@ -18,6 +17,7 @@ import type { TooManyDescriptors } from "../UpgradeError.js"
 import { ListenError } from "../UpgradeError.js"
 import * as Binding from "./binding.js"
 import * as Entries from "./entries.js"
+import * as Fx from "./fx.js"
 import * as Keys from "./keys.js"
 import * as Procfs from "./procfs.js"
 import type * as Protocol from "./protocol.js"
@@ -115,7 +115,7 @@ export class Registry {
 
   /** Takes the fd the previous generation registered under `name`, and registers it again. */
   file(name: string): Effect.Effect<Option.Option<number>> {
-    return Effect.sync(() => Option.fromNullable(this.#claimFile(Keys.file(name))))
+    return Effect.sync(() => Fx.fromNullable(this.#claimFile(Keys.file(name))))
   }
 
   /** Takes every inherited fd, in the order the previous generation registered them. */
@@ -207,8 +207,8 @@ export class Registry {
   handover(): Effect.Effect<Handover, TooManyDescriptors> {
     return Effect.suspend(() => {
       const placed = Placing.place(this.#used.values(), { sockets: true })
-      if (Either.isRight(placed)) { for (const registered of this.#used.values()) registered.hold?.() }
-      return placed
+      if (Fx.isSuccess(placed)) { for (const registered of this.#used.values()) registered.hold?.() }
+      return Fx.fromResult(placed)
     })
   }
 
@@ -218,10 +218,10 @@ export class Registry {
    */
   registeredFiles(): Effect.Effect<Pick<Handover, "descriptors" | "fds">, TooManyDescriptors> {
     return Effect.suspend(() =>
-      Either.map(
+      Fx.fromResult(Fx.mapResult(
         Placing.place(this.#used.values(), { sockets: false }),
         ({ descriptors, fds }) => ({ descriptors, fds })
-      )
+      ))
     )
   }
 

@@ -14,6 +14,7 @@ import * as Effect from "effect/Effect"
 import * as Queue from "effect/Queue"
 import * as PidFile from "../PidFile.js"
 import { SpawnError } from "../UpgradeError.js"
+import * as Fx from "./fx.js"
 import * as Handles from "./handles.js"
 import * as Log from "./log.js"
 import * as Reaper from "./reaper.js"
@@ -54,7 +55,7 @@ export const run = Effect.fnUntraced(function*(options: Options) {
     // Whatever way the runner ends, the PID file leaves with it (unless it names another process by then).
     yield* Effect.acquireRelease(
       PidFile.write(pidFile),
-      () => PidFile.removeIfOwn(pidFile).pipe(Effect.catchAll((error) => Log.warning(error.message)))
+      () => PidFile.removeIfOwn(pidFile).pipe(Fx.catchAll((error) => Log.warning(error.message)))
     )
   }
   const started = yield* Steps.startFirst(fleet, options.command.join(" "))
@@ -76,12 +77,12 @@ const handleSignals = (fleet: Fleet.Fleet) =>
   Effect.gen(function*() {
     const requests = yield* Queue.dropping<void>(1)
     yield* Queue.take(requests).pipe(
-      Effect.zipRight(Effect.ignore(Steps.recorded(fleet, "upgrade"))),
+      Effect.andThen(Effect.ignore(Steps.recorded(fleet, "upgrade"))),
       Effect.forever,
       Effect.forkScoped
     )
     const onSignal = (signal: NodeJS.Signals) => () => {
-      if (signal === "SIGHUP") Queue.unsafeOffer(requests, undefined)
+      if (signal === "SIGHUP") Fx.offerUnsafe(requests, undefined)
       else if ((STOP_SIGNALS as ReadonlyArray<string>).includes(signal)) fleet.runFork(Fleet.stop(fleet, signal))
       else if (fleet.current !== undefined && fleet.live.has(fleet.current.child)) {
         try {

@@ -9,7 +9,7 @@
  *
  * @internal
  */
-import * as Either from "effect/Either"
+import * as Fx from "./fx.js"
 
 /** @internal */
 export class Mismatch {
@@ -88,11 +88,11 @@ export const list = <A>(value: unknown, path: string, item: (value: unknown, pat
  *
  * @internal
  */
-export const check = <A>(value: unknown, check: (value: unknown) => A): Either.Either<A, string> => {
+export const check = <A>(value: unknown, check: (value: unknown) => A): Fx.Result<A, string> => {
   try {
-    return Either.right(check(value))
+    return Fx.succeed(check(value))
   } catch (error) {
-    if (error instanceof Mismatch) return Either.left(error.message)
+    if (error instanceof Mismatch) return Fx.fail(error.message)
     throw error
   }
 }

@@ -6,10 +6,10 @@
 import * as Cause from "effect/Cause"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
-import * as FiberId from "effect/FiberId"
 import type * as Scope from "effect/Scope"
 import type { UpgradeError } from "../UpgradeError.js"
 import type { Upgrader } from "../Upgrader.js"
+import * as Fx from "./fx.js"
 import * as Log from "./log.js"
 
 /** Installs the handlers for the scope: `signal` upgrades, `prepare` (if any) prepares. @internal */
@@ -23,12 +23,12 @@ export const install = (
       signal,
       // A signal to a new generation whose predecessor still drains (a second deploy hook, say)
       // is an upgrade after that drain, not a ParentNotExited the operator has to retry.
-      Effect.zipRight(upgrader.waitForParent, Effect.map(upgrader.upgrade, ({ pid }) => `upgraded to pid ${pid}`))
+      Effect.andThen(upgrader.waitForParent, Effect.map(upgrader.upgrade, ({ pid }) => `upgraded to pid ${pid}`))
     )
     if (prepare !== undefined) {
       yield* onSignal(
         prepare,
-        Effect.zipRight(upgrader.waitForParent, Effect.map(upgrader.prepare, ({ pid }) => `prepared pid ${pid}`))
+        Effect.andThen(upgrader.waitForParent, Effect.map(upgrader.prepare, ({ pid }) => `prepared pid ${pid}`))
       )
     }
   })
@@ -39,9 +39,9 @@ const onSignal = (signal: NodeJS.Signals, action: Effect.Effect<string, UpgradeE
     // One pending request at most (a Deferred completed once by any number of signals): what
     // arrives during a run is one more run after it. Not a Queue, whose modules every
     // generation would load before `ready` for this alone.
-    let requested = Deferred.unsafeMake<void>(FiberId.none)
+    let requested = Fx.makeDeferredUnsafe<void>()
     const handler = () => {
-      Deferred.unsafeDone(requested, Effect.void)
+      Fx.doneUnsafe(requested, Effect.void)
     }
     yield* Effect.acquireRelease(
       Effect.sync(() => process.on(signal, handler)),
@@ -52,12 +52,12 @@ const onSignal = (signal: NodeJS.Signals, action: Effect.Effect<string, UpgradeE
         })
     )
     const next = Effect.suspend(() => Deferred.await(requested)).pipe(
-      Effect.zipRight(Effect.sync(() => {
-        requested = Deferred.unsafeMake<void>(FiberId.none)
+      Effect.andThen(Effect.sync(() => {
+        requested = Fx.makeDeferredUnsafe<void>()
       }))
     )
     yield* next.pipe(
-      Effect.zipRight(
+      Effect.andThen(
         action.pipe(
           Effect.matchCauseEffect({
             // The lifecycle logs its own failures; a defect must not end the loop, or later signals do nothing.

@@ -13,6 +13,7 @@ import * as Net from "node:net"
 import * as Path from "node:path"
 import type { ListenOptions } from "../Fds.js"
 import { ListenError } from "../UpgradeError.js"
+import * as Fx from "./fx.js"
 import * as Handles from "./handles.js"
 import * as Keys from "./keys.js"
 import * as Procfs from "./procfs.js"
@@ -99,7 +100,7 @@ export const candidateAddresses = (
     return Effect.succeed(type === "udp4" ? ["0.0.0.0"] : type === "udp6" ? ["::"] : ["::", "0.0.0.0"])
   }
   if (Net.isIP(host) !== 0) return Effect.succeed([host])
-  return Effect.async<ReadonlyArray<string>, ListenError>((resume) => {
+  return Fx.callback<ReadonlyArray<string>, ListenError>((resume) => {
     const done = (error: Error | null, address: string) =>
       resume(
         error === null
@@ -123,7 +124,7 @@ export const listenError = (label: string, error: unknown) =>
 
 /** `server.listen` as an effect: a handle from the previous generation, `{ fd }`, or address options. @internal */
 export const listenOn = (server: Net.Server, options: object, label: string): Effect.Effect<void, ListenError> =>
-  Effect.async<void, ListenError>((resume) => {
+  Fx.callback<void, ListenError>((resume) => {
     const onError = (error: Error) => {
       server.off("listening", onListening)
       resume(Effect.fail(listenError(label, error)))
@@ -146,7 +147,7 @@ export const listenOn = (server: Net.Server, options: object, label: string): Ef
 
 /** `socket.bind` as an effect; the socket is closed if binding fails. @internal */
 export const bindDgram = (socket: Dgram.Socket, options: Dgram.BindOptions, label: string) =>
-  Effect.async<Dgram.Socket, ListenError>((resume) => {
+  Fx.callback<Dgram.Socket, ListenError>((resume) => {
     const onError = (error: Error) => {
       socket.close()
       resume(Effect.fail(listenError(label, error)))
@@ -217,7 +218,7 @@ export const checkUnixPath = (request: Extract<Request, { kind: "unix" }>): Effe
     if (!stat.isSocket()) {
       return Effect.fail(new ListenError({ address: request.label, reason: "NotASocket", cause: undefined }))
     }
-    return Effect.async<void, ListenError>((resume) => {
+    return Fx.callback<void, ListenError>((resume) => {
       const probe = Net.connect({ path: request.path })
       probe.once("connect", () => {
         probe.destroy()

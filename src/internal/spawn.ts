@@ -13,6 +13,7 @@ import * as Scope from "effect/Scope"
 import * as ChildProcess from "node:child_process"
 import { SpawnError } from "../UpgradeError.js"
 import * as Channel from "./channel.js"
+import * as Fx from "./fx.js"
 import * as Log from "./log.js"
 import * as Protocol from "./protocol.js"
 import type { Handover } from "./registry.js"
@@ -108,7 +109,7 @@ const makeSignals: Effect.Effect<Signals> = Effect.all({
 
 /** Starts the process, and hears its exit from the start: it may come before anything else is set up. */
 const start = (command: Command, manifest: Protocol.Manifest, handover: Handover, signals: Signals, label: string) =>
-  Effect.async<ChildProcess.ChildProcess, SpawnError>((resume) => {
+  Fx.callback<ChildProcess.ChildProcess, SpawnError>((resume) => {
     let child: ChildProcess.ChildProcess
     try {
       child = ChildProcess.spawn(command.execPath, command.args as Array<string>, {
@@ -123,7 +124,7 @@ const start = (command: Command, manifest: Protocol.Manifest, handover: Handover
       child.once("error", (cause) => resume(Effect.fail(new SpawnError({ command: label, cause }))))
       return
     }
-    child.once("exit", (code, signal) => Deferred.unsafeDone(signals.reaped, Effect.succeed({ code, signal })))
+    child.once("exit", (code, signal) => Fx.doneUnsafe(signals.reaped, Effect.succeed({ code, signal })))
     // A failed kill or send is reported elsewhere (exit, send callback); an unheard 'error' would crash us.
     child.on("error", () => {})
     resume(Effect.succeed(child))
@@ -137,11 +138,11 @@ const kill = (child: ChildProcess.ChildProcess, exited: Deferred.Deferred<Exited
   }).pipe(
     // Runs from finalizers, which are uninterruptible: the timeout needs this to bite.
     Effect.interruptible,
-    Effect.timeoutFail({
+    Fx.timeoutFail({
       duration: Duration.seconds(10),
       onTimeout: () => new Error(`pid ${child.pid} was not reaped 10 s after SIGKILL`)
     }),
-    Effect.catchAll((error) => Log.error(error.message))
+    Fx.catchAll((error) => Log.error(error.message))
   )
 
 /**
@@ -172,7 +173,7 @@ const childOf = (
       (broken) => new SpawnError({ command: label, cause: broken.cause ?? `the IPC channel to pid ${pid} closed` })
     )
   const sendHandover = (handover: Handover) =>
-    Effect.zipRight(
+    Effect.andThen(
       Effect.forEach(handover.sockets, ({ handle, key }) => send({ tableflip: "descriptor", key }, handle), {
         discard: true
       }),
@@ -185,7 +186,7 @@ const childOf = (
     unready: signals.unready,
     exited: signals.exited,
     sendSockets: sendHandover(handover),
-    sendGo: (manifest, handover) => Effect.zipRight(send({ tableflip: "go", manifest }), sendHandover(handover)),
+    sendGo: (manifest, handover) => Effect.andThen(send({ tableflip: "go", manifest }), sendHandover(handover)),
     kill: kill(child, signals.exited),
     post: (message) =>
       Effect.ignore(Channel.send(child, message)).pipe(
@@ -225,9 +226,9 @@ const acquire = (
       Channel.fromChild,
       `the next generation (pid ${self.pid})`,
       () => ({
-        ready: () => Deferred.unsafeDone(signals.ready, Effect.void),
-        parked: () => Deferred.unsafeDone(signals.parked, Effect.void),
-        unready: ({ reason }) => Deferred.unsafeDone(signals.unready, Effect.succeed(reason)),
+        ready: () => Fx.doneUnsafe(signals.ready, Effect.void),
+        parked: () => Fx.doneUnsafe(signals.parked, Effect.void),
+        unready: ({ reason }) => Fx.doneUnsafe(signals.unready, Effect.succeed(reason)),
         ...fromChild(self)
       })
     )
@@ -236,9 +237,7 @@ const acquire = (
     // a rollback, not a child that never got ready). Interrupted when the scope closes, before the
     // release, which then completes `exited` itself. Interruptible: `spawn` builds this uninterruptibly.
     yield* Deferred.await(signals.reaped).pipe(
-      Effect.flatMap((exited) =>
-        Effect.sync(() => after(() => Deferred.unsafeDone(signals.exited, Effect.succeed(exited))))
-      ),
+      Effect.flatMap((exited) => Effect.sync(() => after(() => Fx.doneUnsafe(signals.exited, Effect.succeed(exited))))),
       Effect.interruptible,
       Effect.forkScoped
     )
@@ -266,13 +265,13 @@ export const spawn = (
     const owner = yield* Effect.scope
     const scope = yield* Scope.fork(owner, ExecutionStrategy.sequential)
     const child = yield* acquire(command, manifest, handover, fromChild).pipe(
-      Scope.extend(scope),
+      Fx.inScope(scope),
       Effect.onExit((exit) => Exit.isSuccess(exit) ? Effect.void : Scope.close(scope, exit)),
       Effect.uninterruptible
     )
     // Its receiver stops once the child has exited and every message it sent has been handled.
     yield* Deferred.await(child.exited).pipe(
-      Effect.zipRight(Scope.close(scope, Exit.void)),
+      Effect.andThen(Scope.close(scope, Exit.void)),
       Effect.interruptible,
       Effect.forkIn(owner)
     )

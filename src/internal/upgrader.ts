@@ -11,6 +11,7 @@ import * as Layer from "effect/Layer"
 import type { PidFileError } from "../UpgradeError.js"
 import { HealthCheckFailed } from "../UpgradeError.js"
 import type { ExitReason, Upgrader } from "../Upgrader.js"
+import * as Fx from "./fx.js"
 import type { Lifecycle } from "./lifecycle.js"
 import * as Log from "./log.js"
 
@@ -36,7 +37,7 @@ export const launch = <ROut, E, RIn, E2, R2>(
   self: Layer.Layer<ROut, E, RIn>,
   options: {
     readonly readyWhen?: Effect.Effect<unknown, E2, R2> | undefined
-    readonly readyTimeout?: Duration.DurationInput | undefined
+    readonly readyTimeout?: Fx.DurationInput | undefined
   }
 ): Effect.Effect<ExitReason, E | PidFileError | HealthCheckFailed, RIn | R2> =>
   Effect.scoped(Effect.gen(function*() {
@@ -53,17 +54,17 @@ export const launch = <ROut, E, RIn, E2, R2>(
 export const readyWhen = <E, R>(
   upgrader: Upgrader["Type"],
   check: Effect.Effect<unknown, E, R>,
-  timeoutInput: Duration.DurationInput | undefined
+  timeoutInput: Fx.DurationInput | undefined
 ): Effect.Effect<void, HealthCheckFailed | PidFileError, R> =>
   Effect.suspend(() => {
-    const timeout = Duration.decode(timeoutInput ?? Duration.seconds(30))
+    const timeout = Fx.decodeDuration(timeoutInput ?? Duration.seconds(30))
     return check.pipe(
-      Effect.timeoutFail({ duration: timeout, onTimeout: () => `no answer within ${Duration.format(timeout)}` }),
+      Fx.timeoutFail({ duration: timeout, onTimeout: () => `no answer within ${Duration.format(timeout)}` }),
       Effect.catchAllCause((cause) => {
         const reason = describeCause(Cause.squash(cause))
-        return Effect.zipRight(upgrader.unready(reason), new HealthCheckFailed({ pid: upgrader.pid, reason }))
+        return Effect.andThen(upgrader.unready(reason), new HealthCheckFailed({ pid: upgrader.pid, reason }))
       }),
-      Effect.zipRight(upgrader.ready)
+      Effect.andThen(upgrader.ready)
     )
   }).pipe(Effect.withSpan("Upgrader.readyWhen"))
 

@@ -13,6 +13,7 @@
 import * as Effect from "effect/Effect"
 import * as Queue from "effect/Queue"
 import type * as Scope from "effect/Scope"
+import * as Fx from "../fx.js"
 import * as Handles from "../handles.js"
 import * as Log from "../log.js"
 import type { Decoded, Decoders, Message } from "../messages.js"
@@ -122,7 +123,7 @@ const step = <M extends Message>(ctx: Context<M>, item: Item<M>): Effect.Effect<
           `message from ${ctx.peer} failed: ${describe(error)}; the next messages are handled all the same`
     }
     const lines = ctx.lines.splice(0)
-    return Effect.zipRight(
+    return Effect.andThen(
       Effect.forEach(lines, Log.warning, { discard: true }),
       failure === undefined ? Effect.void : Log.error(failure)
     )
@@ -172,7 +173,7 @@ export const receiver = <M extends Message>(
     }
     // Released after the consumer is interrupted (finalizers run in reverse).
     yield* Effect.addFinalizer(() =>
-      Effect.zipRight(Effect.sync(() => closed = true), leftovers(queue)).pipe(Effect.zipRight(Queue.shutdown(queue)))
+      Effect.andThen(Effect.sync(() => closed = true), leftovers(queue)).pipe(Effect.andThen(Queue.shutdown(queue)))
     )
     // Interrupted only while it waits (an item taken is handled whole), even when built where
     // interruption is off (`spawn`): closing the scope must stop it.
@@ -184,19 +185,19 @@ export const receiver = <M extends Message>(
     )
     const after = (event: () => void) => {
       if (closed) event()
-      else Queue.unsafeOffer(queue, { _tag: "After", event })
+      else Fx.offerUnsafe(queue, { _tag: "After", event })
     }
     const receive = (raw: unknown, handle: unknown) => {
       const decoded = decode(decoders, raw)
       if (decoded._tag === "Foreign") return
       const socket = typeof handle === "object" && handle !== null ? handle : undefined
-      if (!closed) Queue.unsafeOffer(queue, { _tag: "Received", decoded, raw, handle: socket })
+      if (!closed) Fx.offerUnsafe(queue, { _tag: "Received", decoded, raw, handle: socket })
       else if (socket !== undefined) Handles.closeHandle(socket)
     }
     return {
       receive,
       discard,
       after,
-      settled: Effect.async<void>((resume) => after(() => resume(Effect.void)))
+      settled: Fx.callback<void>((resume) => after(() => resume(Effect.void)))
     }
   })

@@ -6,6 +6,7 @@
  */
 import * as Effect from "effect/Effect"
 import * as Path from "node:path"
+import * as Fx from "../fx.js"
 import * as Runner from "../runner.js"
 import { parseOptions, say, splitRun, UsageError } from "./parse.js"
 import { commandHelp, COMMANDS } from "./spec.js"
@@ -23,7 +24,7 @@ export const run = (args: ReadonlyArray<string>) => {
     upgradeTimeout: options.duration("upgrade-timeout"),
     probation: options.duration("probation")
   }).pipe(
-    Effect.catchAll((error) => say(1, `effect-tableflip run: ${error.message}`)),
+    Fx.catchAll((error) => say(1, `effect-tableflip run: ${error.message}`)),
     Effect.scoped,
     Effect.provide(options.format("log-format"))
   )

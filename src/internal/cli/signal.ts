@@ -10,6 +10,7 @@ import * as Effect from "effect/Effect"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import * as PidFile from "../../PidFile.js"
+import * as Fx from "../fx.js"
 import * as Procfs from "../procfs.js"
 import { parseOptions, say, UsageError } from "./parse.js"
 import { commandHelp, COMMANDS } from "./spec.js"
@@ -64,7 +65,7 @@ const readOutcome = (file: string): { readonly outcome: PidFile.Outcome; readonl
  * it is checked each second.
  */
 const awaitOutcome = (file: string, target: Target, since: number) =>
-  Effect.async<PidFile.Outcome | "exited">((resume) => {
+  Fx.callback<PidFile.Outcome | "exited">((resume) => {
     const check = () => {
       const read = readOutcome(file)
       if (read !== undefined && answers(read.outcome, read.owner, target, since)) {

@@ -7,7 +7,7 @@
  * @internal
  */
 import * as Effect from "effect/Effect"
-import * as Either from "effect/Either"
+import * as Fx from "../fx.js"
 import type * as Native from "../native.js"
 import * as Codec from "./codec.js"
 
@@ -36,7 +36,7 @@ const readSome = (
       catch: (error) => error as Error
     }),
     (data) =>
-      data !== undefined ? Effect.succeed(data) : Effect.zipRight(
+      data !== undefined ? Effect.succeed(data) : Effect.andThen(
         // Waits off the event loop, a slice at a time: an interruption (the timeout, SIGTERM) is never held up.
         Effect.tryPromise({ try: () => addon.waitReadable(fd, WAIT_SLICE_MS), catch: (error) => error as Error }),
         readSome(addon, fd, max, received)
@@ -49,7 +49,7 @@ export const readAnswer = Effect.fnUntraced(
     const first = yield* readHeader(addon, fd, peer, received)
     if (first === undefined) return { _tag: "Nobody" } as const
     const header = Codec.decodeHeader(first.line)
-    if (Either.isLeft(header)) return yield* Effect.fail(new Error(header.left))
+    if (Fx.isFailure(header)) return yield* Effect.fail(new Error(header.left))
     if (header.right._tag === "Busy") return { _tag: "Busy", pid: peer.pid } as const
     const { bytes } = header.right
     const body: Array<Buffer> = [first.rest]
@@ -65,7 +65,7 @@ export const readAnswer = Effect.fnUntraced(
       have += data.length
     }
     const offer = Codec.decodeManifest(header.right, Buffer.concat(body), received.length)
-    if (Either.isLeft(offer)) return yield* Effect.fail(new Error(offer.left))
+    if (Fx.isFailure(offer)) return yield* Effect.fail(new Error(offer.left))
     return { _tag: "Offer", fd, peer, offer: offer.right, fds: [...received] } as const
   }
 )

@@ -10,6 +10,7 @@
  * @internal
  */
 import * as Either from "effect/Either"
+import * as Fx from "../fx.js"
 import * as Protocol from "../protocol.js"
 
 /** The kernel's limit of fds in one message (SCM_MAX_FD): more travel in batches. */
@@ -56,19 +57,19 @@ export type Header =
   | { readonly _tag: "Offer"; readonly count: number; readonly bytes: number }
 
 /** The header `line` (without its newline), or why it is refused. */
-export const decodeHeader = (line: string): Either.Either<Header, string> => {
-  if (line === "busy") return Either.right({ _tag: "Busy" })
+export const decodeHeader = (line: string): Fx.Result<Header, string> => {
+  if (line === "busy") return Fx.succeed({ _tag: "Busy" })
   const match = /^offer (\d{1,6}) (\d{1,12})$/.exec(line)
-  if (match === null) return Either.left(`the owner sent an unknown header ${JSON.stringify(line)}`)
+  if (match === null) return Fx.fail(`the owner sent an unknown header ${JSON.stringify(line)}`)
   const count = Number(match[1])
   const bytes = Number(match[2])
   const limit = MAX_MANIFEST_PER_FD * (count + 1)
   if (bytes > limit) {
-    return Either.left(
+    return Fx.fail(
       `the owner announced ${bytes} bytes of manifest for ${count} sockets, over the limit of ${limit}`
     )
   }
-  return Either.right({ _tag: "Offer", count, bytes })
+  return Fx.succeed({ _tag: "Offer", count, bytes })
 }
 
 /** Said of a first line that never ends: an owner speaking another version of this protocol. */
@@ -85,16 +86,16 @@ export const decodeManifest = (
   header: { readonly count: number; readonly bytes: number },
   body: Buffer,
   fds: number
-): Either.Either<Offer, string> => {
+): Fx.Result<Offer, string> => {
   const { bytes, count } = header
-  if (body.length > bytes) return Either.left(`the owner sent more than the ${bytes} bytes it announced`)
-  if (fds !== count) return Either.left(`the owner announced ${count} sockets and sent ${fds}`)
+  if (body.length > bytes) return Fx.fail(`the owner sent more than the ${bytes} bytes it announced`)
+  if (fds !== count) return Fx.fail(`the owner announced ${count} sockets and sent ${fds}`)
   const parsed = Either.try(() => JSON.parse(body.toString("utf8")) as unknown)
-  if (Either.isLeft(parsed)) return Either.left(`the owner's manifest is not JSON: ${String(parsed.left)}`)
+  if (Fx.isFailure(parsed)) return Fx.fail(`the owner's manifest is not JSON: ${String(parsed.left)}`)
   const decoded = Protocol.check(parsed.right, offerOf)
-  if (Either.isLeft(decoded)) return Either.left(`the owner's manifest is malformed: ${decoded.left}`)
+  if (Fx.isFailure(decoded)) return Fx.fail(`the owner's manifest is malformed: ${decoded.left}`)
   if (decoded.right.descriptors.length !== count) {
-    return Either.left(`the owner named ${decoded.right.descriptors.length} sockets and sent ${count}`)
+    return Fx.fail(`the owner named ${decoded.right.descriptors.length} sockets and sent ${count}`)
   }
   return decoded
 }

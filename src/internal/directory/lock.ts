@@ -12,6 +12,7 @@ import * as Exit from "effect/Exit"
 import * as Scope from "effect/Scope"
 import * as Fs from "node:fs"
 import { DirectoryError } from "../../UpgradeError.js"
+import * as Fx from "../fx.js"
 import type * as Native from "../native.js"
 
 /** The lock, held. */
@@ -32,10 +33,10 @@ export const take = (
   })
   const poll: Effect.Effect<number, DirectoryError> = Effect.flatMap(
     tryLock,
-    (fd) => fd !== null ? Effect.succeed(fd) : Effect.zipRight(Effect.sleep(Duration.millis(50)), poll)
+    (fd) => fd !== null ? Effect.succeed(fd) : Effect.andThen(Effect.sleep(Duration.millis(50)), poll)
   )
   const acquire = poll.pipe(
-    Effect.timeoutFail({
+    Fx.timeoutFail({
       duration: timeout,
       onTimeout: () =>
         new DirectoryError({
@@ -49,7 +50,7 @@ export const take = (
   // (closing a scope twice does nothing).
   return Effect.gen(function*() {
     const scope = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.sequential)
-    yield* Effect.acquireRelease(acquire, (fd) => Effect.sync(() => Fs.closeSync(fd))).pipe(Scope.extend(scope))
+    yield* Effect.acquireRelease(acquire, (fd) => Effect.sync(() => Fs.closeSync(fd))).pipe(Fx.inScope(scope))
     return { release: Scope.close(scope, Exit.void) }
   })
 }

@@ -68,22 +68,22 @@ export const find = Effect.fnUntraced(function*(addon: Native.Addon, paths: Path
   const waitFor = (waitingFor: string) => Ref.update(search, (s) => ({ ...s, waitingFor }))
   const ask = askOnce(addon, paths, timeout, search)
   const uid = process.geteuid?.() ?? 0
-  const again = (delay: number) => Effect.zipRight(Effect.sleep(Duration.millis(delay)), loop)
+  const again = (delay: number) => Effect.andThen(Effect.sleep(Duration.millis(delay)), loop)
   const loop: Effect.Effect<Found, DirectoryError> = Effect.flatMap(ask, (asked) => {
     switch (asked._tag) {
       case "Offer":
         return Effect.succeed(asked)
       case "Busy":
-        return Effect.zipRight(
+        return Effect.andThen(
           waitFor(`the owner (pid ${asked.pid}) to finish another handover or its drain: it answered busy`),
           again(100)
         )
       case "Full":
-        return Effect.zipRight(onFull(paths, timeout, search), again(50))
+        return Effect.andThen(onFull(paths, timeout, search), again(50))
       case "Nobody": {
         const live = provenOwner(paths.ownerPid, uid)
         if (live === undefined) return Effect.succeed(asked)
-        return Effect.zipRight(
+        return Effect.andThen(
           waitFor(`the owner (pid ${live}, alive as ${paths.ownerStart} records it) to answer at ${paths.owner}`),
           again(100)
         )
@@ -146,7 +146,7 @@ const askOnce = (
             waitingFor: `an answer from the owner (pid ${peer.pid}), connected at ${paths.owner}`
           }))
           return waiting.pipe(
-            Effect.zipRight(Effect.fork(slowWarning(peer.pid, timeout, search))),
+            Effect.andThen(Effect.fork(slowWarning(peer.pid, timeout, search))),
             Effect.flatMap((warning) =>
               readAnswer(addon, attempt, peer, received).pipe(Effect.ensuring(Fiber.interrupt(warning)))
             )
@@ -183,7 +183,7 @@ const slowWarning = (pid: number, timeout: Duration.Duration, search: Ref.Ref<Se
     warnedSlow ? Effect.void : Log.warning(
       `the owner (pid ${pid}) has not answered within 1s; waiting for up to ${Duration.format(timeout)}`
     ).pipe(
-      Effect.zipRight(Ref.update(search, (s) => ({ ...s, warnedSlow: true }))),
+      Effect.andThen(Ref.update(search, (s) => ({ ...s, warnedSlow: true }))),
       Effect.delay(Duration.seconds(1))
     ))
 

@@ -20,6 +20,7 @@ import * as Fs from "node:fs"
 import * as Net from "node:net"
 import { DirectoryError } from "../../UpgradeError.js"
 import type { ExitReason } from "../../Upgrader.js"
+import * as Fx from "../fx.js"
 import * as Handles from "../handles.js"
 import * as Log from "../log.js"
 import type * as Native from "../native.js"
@@ -90,7 +91,7 @@ export const make = (deps: Deps): Effect.Effect<Owner> =>
 
 /** A server on a temporary name, renamed over `path`: the path always leads to a live owner. */
 const listen = (path: string, onConnection: (socket: Net.Socket) => void) =>
-  Effect.async<Claimed, DirectoryError>((resume) => {
+  Fx.callback<Claimed, DirectoryError>((resume) => {
     const fail = (error: Error) =>
       resume(Effect.fail(new DirectoryError({ path, reason: "Handover", detail: error.message })))
     const temp = `${path}.${process.pid}`
@@ -127,7 +128,7 @@ const onConnection = (deps: Deps, owner: Owner, stillOurs: Effect.Effect<boolean
 const handOver = Effect.fnUntraced(
   function*(deps: Deps, owner: Owner, stillOurs: Effect.Effect<boolean>, newcomer: Newcomer, fd: number) {
     const { registry, machine } = deps
-    if (Either.isLeft(machine.step({ _tag: "Offered", newcomer }))) {
+    if (Fx.isFailure(machine.step({ _tag: "Offered", newcomer }))) {
       // Alive but not free: the newcomer waits and asks again rather than taking us for dead.
       newcomer.socket.end(Codec.BUSY)
       return
@@ -143,7 +144,7 @@ const handOver = Effect.fnUntraced(
     })
     const fds = listeners.map((l) => Handles.handleFd(l.handle)!)
     const sent = Either.try(() => sendOffer(deps.addon, newcomer.socket, fd, fds, frame))
-    if (Either.isLeft(sent)) {
+    if (Fx.isFailure(sent)) {
       machine.step({ _tag: "Gone", newcomer })
       newcomer.socket.destroy()
       return yield* Log.warning(`the handover to pid ${newcomer.pid} failed: ${String(sent.left)}`)
@@ -224,10 +225,10 @@ const awaitReady = (
 const onReady = (deps: Deps, newcomer: Newcomer) =>
   // Stepped when it runs (the newcomer said `ready`), not when it is built.
   Effect.suspend(() =>
-    Either.isLeft(deps.machine.step({ _tag: "NewcomerReady", newcomer }))
+    Fx.isFailure(deps.machine.step({ _tag: "NewcomerReady", newcomer }))
       ? Effect.void
       : Deferred.succeed(deps.exitReason, "upgraded").pipe(
-        Effect.zipRight(Log.info(`pid ${newcomer.pid} is ready and owns ${deps.paths.dir}; stepping down`))
+        Effect.andThen(Log.info(`pid ${newcomer.pid} is ready and owns ${deps.paths.dir}; stepping down`))
       )
   )
 
@@ -236,9 +237,9 @@ const onGone = (deps: Deps, owner: Owner, stillOurs: Effect.Effect<boolean>, new
   Effect.gen(function*() {
     const stepped = deps.machine.step({ _tag: "Gone", newcomer })
     // Refused: it was ready first. Stopped meanwhile: nothing to serve on.
-    if (Either.isLeft(stepped) || stepped.right._tag !== "HandingOver") return
+    if (Fx.isFailure(stepped) || stepped.right._tag !== "HandingOver") return
     yield* Log.warning(`pid ${newcomer.pid} went away before it was ready; serving on`)
     if (!(yield* stillOurs)) yield* owner.claim
     // It may have recorded itself as the owner before it died.
     yield* recordOwner(deps.paths)
-  }).pipe(Effect.catchAll((error) => Log.error(error.message)))
+  }).pipe(Fx.catchAll((error) => Log.error(error.message)))

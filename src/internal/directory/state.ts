@@ -41,8 +41,8 @@
  * @internal
  */
 import * as Data from "effect/Data"
-import * as Either from "effect/Either"
 import type * as Net from "node:net"
+import * as Fx from "../fx.js"
 
 /** The process a handover goes to: its pid (SO_PEERCRED) and the connection it waits on. */
 export interface Newcomer {
@@ -81,11 +81,11 @@ export class Refused extends Data.TaggedError("Refused")<{
 /** @internal */
 export const initial: State = { _tag: "Waiting" }
 
-const refuse = (state: State, event: Event) => Either.left(new Refused({ state: state._tag, event: event._tag }))
-const to = (state: State): Either.Either<State, Refused> => Either.right(state)
+const refuse = (state: State, event: Event) => Fx.fail(new Refused({ state: state._tag, event: event._tag }))
+const to = (state: State): Fx.Result<State, Refused> => Fx.succeed(state)
 
 /** The whole machine: every (state, event) pair not named here is refused. */
-export const transition = (state: State, event: Event): Either.Either<State, Refused> => {
+export const transition = (state: State, event: Event): Fx.Result<State, Refused> => {
   switch (event._tag) {
     case "MarkReady":
       if (state._tag === "Waiting") return to({ _tag: "Claiming" })
@@ -141,7 +141,7 @@ export const mayUnlink = (state: State, boundHere: boolean, hasPredecessor: bool
  */
 export interface Machine {
   /** Applies `event`: the state it left, or why it was refused (the state is then unchanged). */
-  readonly step: (event: Event) => Either.Either<State, Refused>
+  readonly step: (event: Event) => Fx.Result<State, Refused>
   readonly get: () => State
 }
 
@@ -151,10 +151,10 @@ export const machine = (): Machine => {
   return {
     step: (event) => {
       const next = transition(current, event)
-      if (Either.isLeft(next)) return Either.left(next.left)
+      if (Fx.isFailure(next)) return Fx.fail(next.left)
       const left = current
       current = next.right
-      return Either.right(left)
+      return Fx.succeed(left)
     },
     get: () => current
   }

@@ -8,12 +8,11 @@
  */
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
-import * as Either from "effect/Either"
-import type * as Fiber from "effect/Fiber"
 import type * as Scope from "effect/Scope"
 import type { UpgradeError } from "../../UpgradeError.js"
 import type { ExitReason, Upgraded } from "../../Upgrader.js"
 import type * as Announce from "../announce.js"
+import * as Fx from "../fx.js"
 import type * as Link from "../link.js"
 import type { Registry } from "../registry.js"
 import type * as LifecycleState from "./state.js"
@@ -41,9 +40,9 @@ export interface Deps {
    * `prepare` and the start of `upgrade` take turns: an upgrade asked for while a generation
    * is being prepared waits for it (bounded by the timeout) and then takes it over.
    */
-  readonly gate: Effect.Semaphore
+  readonly gate: Fx.Semaphore
   /** The latest upgrade attempt, which `stop` waits for. */
-  pending: Fiber.RuntimeFiber<Upgraded, UpgradeError> | undefined
+  pending: Fx.RunningFiber<Upgraded, UpgradeError> | undefined
 }
 
 /**
@@ -52,7 +51,7 @@ export interface Deps {
  * @internal
  */
 export const apply = (deps: Deps, event: LifecycleState.Event): Effect.Effect<LifecycleState.State, UpgradeError> =>
-  Effect.suspend(() => Either.match(deps.machine.apply(event), { onLeft: Effect.fail, onRight: Effect.succeed }))
+  Effect.suspend(() => Fx.matchResult(deps.machine.apply(event), { onFailure: Effect.fail, onSuccess: Effect.succeed }))
 
 /**
  * The event `upgrade` and `prepare` begin with: refused while the previous generation lives.

@@ -8,6 +8,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import { StateError } from "../../UpgradeError.js"
+import * as Fx from "../fx.js"
 
 /** @internal */
 export const DEFAULT_MAX_STATE_BYTES = 64 * 1024 * 1024
@@ -60,7 +61,7 @@ export const make = (maxStateBytes: number = DEFAULT_MAX_STATE_BYTES): Handoff =
       ),
     // A user's snapshot may hang: the timeout, stop and interruption must still reach it.
     collect: (timeout) =>
-      encode.pipe(Effect.timeoutFail({
+      encode.pipe(Fx.timeoutFail({
         duration: timeout,
         onTimeout: () =>
           new StateError({

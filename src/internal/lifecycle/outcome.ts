@@ -17,6 +17,7 @@ import type { UpgradeError } from "../../UpgradeError.js"
 import { AlreadyUpgraded, UpgradeInProgress } from "../../UpgradeError.js"
 import type { Prepared, Upgraded } from "../../Upgrader.js"
 import * as UpgradeErrors from "../errors.js"
+import * as Fx from "../fx.js"
 import * as Log from "../log.js"
 import { apply, type Deps } from "./deps.js"
 
@@ -66,18 +67,18 @@ export const settle = (deps: Deps, exit: Exit.Exit<Upgraded, UpgradeError>): Eff
     : Effect.void
 
 const handedOver = (deps: Deps, pid: number) =>
-  Effect.zipRight(
+  Effect.andThen(
     deps.announce.upgraded(pid, deps.generation + 1),
     Effect.ignore(apply(deps, { _tag: "Succeeded", childPid: pid }))
   ).pipe(
-    Effect.zipRight(Deferred.succeed(deps.exitReason, "upgraded")),
-    Effect.zipRight(Log.info(`upgraded to generation ${deps.generation + 1} (pid ${pid}); draining`))
+    Effect.andThen(Deferred.succeed(deps.exitReason, "upgraded")),
+    Effect.andThen(Log.info(`upgraded to generation ${deps.generation + 1} (pid ${pid}); draining`))
   )
 
 const failed = (deps: Deps, cause: Cause.Cause<UpgradeError>) =>
   Effect.ignore(apply(deps, { _tag: "Failed" })).pipe(
-    Effect.zipRight(reclaimPidFile(deps)),
-    Effect.zipRight(deps.announce.failed(deps.generation, String(Cause.squash(cause))))
+    Effect.andThen(reclaimPidFile(deps)),
+    Effect.andThen(deps.announce.failed(deps.generation, String(Cause.squash(cause))))
   )
 
 // A new generation writes the PID file just before it says it is ready; if it died right
@@ -85,7 +86,7 @@ const failed = (deps: Deps, cause: Cause.Cause<UpgradeError>) =>
 const reclaimPidFile = ({ pidFile }: Deps) =>
   pidFile === undefined ? Effect.void : PidFile.read(pidFile).pipe(
     Effect.flatMap((pid) => pid === process.pid ? Effect.void : PidFile.write(pidFile)),
-    Effect.catchAll((error) => Log.warning(error.message))
+    Fx.catchAll((error) => Log.warning(error.message))
   )
 
 /**
@@ -95,10 +96,8 @@ const reclaimPidFile = ({ pidFile }: Deps) =>
  */
 export const metered = <A>(self: Effect.Effect<A, UpgradeError>): Effect.Effect<A, UpgradeError> =>
   Effect.timed(self).pipe(
-    Effect.tap(([duration]) => Metrics.upgradeDuration(Effect.succeed(Duration.toMillis(duration)))),
+    Effect.tap(([duration]) => Metric.update(Metrics.upgradeDuration, Duration.toMillis(duration))),
     Effect.map(([, value]) => value),
-    Effect.tapBoth({
-      onFailure: (error) => Metric.increment(Metric.tagged(Metrics.upgrades, "outcome", error._tag)),
-      onSuccess: () => Metric.increment(Metric.tagged(Metrics.upgrades, "outcome", "upgraded"))
-    })
+    Effect.tap(() => Fx.incrementTagged(Metrics.upgrades, "outcome", "upgraded")),
+    Effect.tapError((error) => Fx.incrementTagged(Metrics.upgrades, "outcome", error._tag))
   )

@@ -17,9 +17,9 @@
  *
  * @internal
  */
-import * as Either from "effect/Either"
 import type { UpgradeError } from "../../UpgradeError.js"
 import { AlreadyUpgraded, NotReady, ParentNotExited, Stopped, UpgradeInProgress } from "../../UpgradeError.js"
+import * as Fx from "../fx.js"
 
 /** @internal */
 export type State =
@@ -84,24 +84,24 @@ export const refusal = (
  *
  * @internal
  */
-export const transition = (state: State, event: Event): Either.Either<State, UpgradeError> => {
+export const transition = (state: State, event: Event): Fx.Result<State, UpgradeError> => {
   if (event._tag === "Begin") {
     const refused = refusal(state, event)
-    return refused === undefined ? Either.right({ _tag: "Upgrading", childPid: undefined }) : Either.left(refused)
+    return refused === undefined ? Fx.succeed({ _tag: "Upgrading", childPid: undefined }) : Fx.fail(refused)
   }
-  if (!TRANSITIONS[state._tag].includes(event._tag)) return Either.right(state)
+  if (!TRANSITIONS[state._tag].includes(event._tag)) return Fx.succeed(state)
   switch (event._tag) {
     case "MarkReady":
-      return Either.right({ _tag: "Ready" })
+      return Fx.succeed({ _tag: "Ready" })
     case "Spawned":
-      return Either.right({ _tag: "Upgrading", childPid: event.childPid })
+      return Fx.succeed({ _tag: "Upgrading", childPid: event.childPid })
     case "Succeeded":
     case "StepDown":
-      return Either.right({ _tag: "Upgraded", childPid: event.childPid })
+      return Fx.succeed({ _tag: "Upgraded", childPid: event.childPid })
     case "Failed":
-      return Either.right({ _tag: "Ready" })
+      return Fx.succeed({ _tag: "Ready" })
     case "Stop":
-      return Either.right({ _tag: "Stopped", wasReady: state._tag !== "Starting" })
+      return Fx.succeed({ _tag: "Stopped", wasReady: state._tag !== "Starting" })
   }
 }
 
@@ -136,7 +136,7 @@ export const mayUnlink = (state: State, boundHere: boolean, firstGeneration: boo
 export interface Machine {
   readonly get: () => State
   /** Applies `event`; a refused `Begin` leaves the state as it was. */
-  readonly apply: (event: Event) => Either.Either<State, UpgradeError>
+  readonly apply: (event: Event) => Fx.Result<State, UpgradeError>
 }
 
 /** @internal */
@@ -146,7 +146,7 @@ export const machine = (): Machine => {
     get: () => current,
     apply: (event) => {
       const next = transition(current, event)
-      if (Either.isRight(next)) current = next.right
+      if (Fx.isSuccess(next)) current = Fx.successOf(next)
       return next
     }
   }

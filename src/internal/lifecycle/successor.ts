@@ -87,7 +87,7 @@ export const spawning = (ctx: Spawning): Successor => {
     // Strays and state first, outside the uninterruptible acquire: a user's snapshot may hang,
     // and the timeout, stop and interruption must still reach it.
     upgrade: (onSpawned) =>
-      Effect.zipRight(checkStrays(ctx), ctx.handoff.collect(ctx.timeout)).pipe(
+      Effect.andThen(checkStrays(ctx), ctx.handoff.collect(ctx.timeout)).pipe(
         Effect.flatMap((stateText) => attempt(self, stateText, onSpawned))
       ),
     prepare: prepare(self),
@@ -144,8 +144,8 @@ const attempt = (self: Self, stateText: string | undefined, onSpawned: (pid: num
         { pid: child.pid }
       ),
     ({ child }, exit) =>
-      Effect.zipRight(
-        Exit.isSuccess(exit) ? Effect.zipRight(child.detach, watchSuccessor(self.ctx, child)) : child.kill,
+      Effect.andThen(
+        Exit.isSuccess(exit) ? Effect.andThen(child.detach, watchSuccessor(self.ctx, child)) : child.kill,
         Effect.sync(() => self.ctx.registry.settle(Exit.isSuccess(exit)))
       )
   )
@@ -219,7 +219,7 @@ const prepare = (self: Self) =>
       ),
       (child) =>
         Log.info(`preparing generation ${ctx.generation + 1} (pid ${child.pid})`).pipe(
-          Effect.zipRight(Spawn.awaitParked(child, { timeout: ctx.timeout, stop: ctx.stop })),
+          Effect.andThen(Spawn.awaitParked(child, { timeout: ctx.timeout, stop: ctx.stop })),
           Effect.as(child)
         ),
       (child, exit) => Exit.isSuccess(exit) ? Effect.void : child.kill

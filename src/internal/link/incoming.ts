@@ -10,9 +10,9 @@
  */
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
-import * as Either from "effect/Either"
 import { HandoverError } from "../../UpgradeError.js"
 import type * as Channel from "../channel.js"
+import * as Fx from "../fx.js"
 import * as Handles from "../handles.js"
 import * as Protocol from "../protocol.js"
 
@@ -48,7 +48,7 @@ export const make = (initial: Protocol.Manifest): Effect.Effect<Incoming> =>
     const supervised = initial.supervisor === true
     const parentGone = yield* Deferred.make<void>()
     const predecessorGone = supervised ? yield* Deferred.make<void>() : parentGone
-    if (supervised && initial.generation === 1) Deferred.unsafeDone(predecessorGone, Effect.void)
+    if (supervised && initial.generation === 1) Fx.doneUnsafe(predecessorGone, Effect.void)
     const incoming: Incoming = {
       initial,
       prepared: initial.prepared === true,
@@ -72,7 +72,7 @@ export const make = (initial: Protocol.Manifest): Effect.Effect<Incoming> =>
 const settleIfComplete = (incoming: Incoming) => {
   const complete = incoming.received.size === incoming.kinds.size &&
     (incoming.manifest.state !== true || incoming.state !== undefined)
-  if (complete) Deferred.unsafeDone(incoming.allReceived, Effect.void)
+  if (complete) Fx.doneUnsafe(incoming.allReceived, Effect.void)
 }
 
 /** What is still to come: the keys of sockets that have not arrived, and the state. */
@@ -89,7 +89,7 @@ const expect = (incoming: Incoming, next: Protocol.Manifest) => {
   incoming.kinds = new Map(
     next.fds.filter((d): d is Protocol.SocketDescriptor => d.kind !== "file").map((d) => [d.key, d.kind])
   )
-  Deferred.unsafeDone(incoming.go, Effect.succeed(next))
+  Fx.doneUnsafe(incoming.go, Effect.succeed(next))
   settleIfComplete(incoming)
 }
 
@@ -100,15 +100,16 @@ const malformedGo = (detail: string) => new HandoverError({ reason: "Malformed",
 const onGo = (incoming: Incoming, raw: unknown) => {
   if (!incoming.prepared || incoming.started) return
   const checked = raw === undefined
-    ? Either.left(malformedGo("the go message carries no manifest"))
+    ? Fx.fail(malformedGo("the go message carries no manifest"))
     : Protocol.validate(raw, "the go message")
-  if (Either.isLeft(checked)) return void Deferred.unsafeDone(incoming.go, Effect.fail(checked.left))
+  if (Fx.isFailure(checked)) return void Fx.doneUnsafe(incoming.go, Effect.fail(Fx.failureOf(checked)))
+  const manifest = Fx.successOf(checked)
   const files = (m: Protocol.Manifest) => JSON.stringify(m.fds.filter((d) => d.kind === "file"))
-  if (files(checked.right) !== files(incoming.initial)) {
+  if (files(manifest) !== files(incoming.initial)) {
     const detail = "the go message names other files than this generation inherited when it was prepared"
-    return void Deferred.unsafeDone(incoming.go, Effect.fail(malformedGo(detail)))
+    return void Fx.doneUnsafe(incoming.go, Effect.fail(malformedGo(detail)))
   }
-  expect(incoming, checked.right)
+  expect(incoming, manifest)
 }
 
 const onSocket = (incoming: Incoming, discard: Channel.Receiver["discard"], key: string, handle: object) => {
@@ -118,7 +119,7 @@ const onSocket = (incoming: Incoming, discard: Channel.Receiver["discard"], key:
   if (!Handles.fits(kind, handle)) {
     Handles.closeHandle(handle)
     const detail = `${key} should be a ${kind} socket but arrived as ${Handles.describeHandle(handle)}`
-    return Deferred.unsafeDone(incoming.allReceived, new HandoverError({ reason: "WrongKind", detail }))
+    return Fx.doneUnsafe(incoming.allReceived, new HandoverError({ reason: "WrongKind", detail }))
   }
   incoming.received.set(key, handle)
   settleIfComplete(incoming)
@@ -147,9 +148,9 @@ export const handlers =
         incoming.state = state
         settleIfComplete(incoming)
       },
-      exit: fromRunner(({ result }) => Deferred.unsafeDone(incoming.exitRequested, Effect.succeed(result.pid))),
-      stop: fromRunner(() => Deferred.unsafeDone(incoming.stopRequested, Effect.void)),
-      "predecessor-gone": fromRunner(() => Deferred.unsafeDone(incoming.predecessorGone, Effect.void)),
+      exit: fromRunner(({ result }) => Fx.doneUnsafe(incoming.exitRequested, Effect.succeed(result.pid))),
+      stop: fromRunner(() => Fx.doneUnsafe(incoming.stopRequested, Effect.void)),
+      "predecessor-gone": fromRunner(() => Fx.doneUnsafe(incoming.predecessorGone, Effect.void)),
       "upgrade-result": fromRunner(requests.answer),
       "prepare-result": fromRunner(requests.answer)
     }
@@ -167,8 +168,8 @@ export const malformed = (incoming: Incoming): Channel.Malformed<Channel.ToChild
  * @internal
  */
 export const disconnected = (incoming: Incoming, requests: Channel.Requests): void => {
-  Deferred.unsafeDone(incoming.parentGone, Effect.void)
-  Deferred.unsafeDone(
+  Fx.doneUnsafe(incoming.parentGone, Effect.void)
+  Fx.doneUnsafe(
     incoming.go,
     new HandoverError({
       reason: "MissingFd",
@@ -176,7 +177,7 @@ export const disconnected = (incoming: Incoming, requests: Channel.Requests): vo
     })
   )
   requests.abandon()
-  Deferred.unsafeDone(
+  Fx.doneUnsafe(
     incoming.allReceived,
     new HandoverError({
       reason: "MissingFd",

@@ -7,9 +7,9 @@
  *
  * @internal
  */
-import * as Either from "effect/Either"
 import { TooManyDescriptors } from "../../UpgradeError.js"
 import type * as Entries from "../entries.js"
+import * as Fx from "../fx.js"
 import * as Protocol from "../protocol.js"
 
 /** @internal */
@@ -33,7 +33,7 @@ export interface Handover {
 export const place = (
   used: Iterable<Entries.Registered>,
   options: { readonly sockets: boolean }
-): Either.Either<Handover, TooManyDescriptors> => {
+): Fx.Result<Handover, TooManyDescriptors> => {
   const descriptors: Array<Protocol.Descriptor> = []
   const sockets: Array<{ readonly key: string; readonly handle: object }> = []
   const fds: Array<number> = []
@@ -50,8 +50,8 @@ export const place = (
     }
   }
   return fds.length > Protocol.MAX_FILES
-    ? Either.left(new TooManyDescriptors({ count: fds.length, max: Protocol.MAX_FILES }))
-    : Either.right({ descriptors, sockets, fds })
+    ? Fx.fail(new TooManyDescriptors({ count: fds.length, max: Protocol.MAX_FILES }))
+    : Fx.succeed({ descriptors, sockets, fds })
 }
 
 /** The listening sockets (TCP, unix, UDP) with their raw handles: what goes up to a runner. @internal */

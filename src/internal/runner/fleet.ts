@@ -15,6 +15,7 @@ import type * as Scope from "effect/Scope"
 import { NotReady, Stopped } from "../../UpgradeError.js"
 import type { UpgradeError } from "../../UpgradeError.js"
 import * as Announce from "../announce.js"
+import * as Fx from "../fx.js"
 import * as Handles from "../handles.js"
 import * as Log from "../log.js"
 import * as Protocol from "../protocol.js"
@@ -59,7 +60,7 @@ export interface Fleet {
   /** Runs an effect started from a Node callback in the runner's runtime, ending with its scope. */
   readonly runFork: <A, E>(effect: Effect.Effect<A, E, Scope.Scope>) => unknown
   /** Upgrades and prepares take turns. */
-  readonly lock: Effect.Semaphore
+  readonly lock: Fx.Semaphore
   /** Completes, with the exit code, when the serving generation exits on its own. */
   readonly finished: Deferred.Deferred<number>
   /** Completes when the runner stops: every wait for a child ends then. */
@@ -161,14 +162,14 @@ export const stop = (fleet: Fleet, signal: NodeJS.Signals | "exit") =>
   Effect.suspend(() => {
     if (fleet.stopping) return Effect.void
     fleet.stopping = true
-    return Effect.zipRight(
+    return Effect.andThen(
       fleet.announce.stopping(signal),
       Log.info(`${signal}: stopping every generation`)
     ).pipe(
-      Effect.zipRight(Deferred.succeed(fleet.stopped, undefined)),
+      Effect.andThen(Deferred.succeed(fleet.stopped, undefined)),
       // A parked generation reads no message before `go`: it is killed.
-      Effect.zipRight(discardParked(fleet)),
-      Effect.zipRight(
+      Effect.andThen(discardParked(fleet)),
+      Effect.andThen(
         Effect.forEach([...fleet.live], (child) => child.post({ tableflip: "stop" }), {
           concurrency: "unbounded",
           discard: true
@@ -190,7 +191,7 @@ export const make = (settings: Settings, spawn: Spawner = Spawn.spawn, announce 
       spawn,
       announce,
       runFork: yield* FiberSet.makeRuntime<Scope.Scope>(),
-      lock: yield* Effect.makeSemaphore(1),
+      lock: yield* Fx.makeSemaphore(1),
       finished: yield* Deferred.make<number>(),
       stopped: yield* Deferred.make<void>(),
       live: new Set(),

@@ -88,18 +88,18 @@ export const awaitFirst = (fleet: Fleet.Fleet, generation: Fleet.Generation) => 
     .pipe(
       Effect.raceFirst(
         Effect.sleep(upgradeTimeout).pipe(
-          Effect.zipRight(Log.warning(
+          Effect.andThen(Log.warning(
             `generation 1 (pid ${generation.child.pid}) has not said ready within ${
               Duration.format(upgradeTimeout)
             }: is the app built on effect-tableflip's Upgrader, and does it call ready? ` +
               "The runner cannot upgrade it until it does"
           )),
-          Effect.zipRight(Effect.never)
+          Effect.andThen(Effect.never)
         )
       ),
       Effect.tapErrorTag("Stopped", () =>
         Effect.try(() => process.kill(generation.child.pid, "SIGTERM")).pipe(
-          Effect.zipRight(Deferred.await(generation.child.exited)),
+          Effect.andThen(Deferred.await(generation.child.exited)),
           Effect.timeout(upgradeTimeout),
           Effect.ignore
         ))
@@ -163,7 +163,7 @@ const upgrade = (fleet: Fleet.Fleet) =>
       fleet.current = next
       yield* old.child.post({ tableflip: "exit", result: { _tag: "Upgraded", pid: next.child.pid } })
       yield* Deferred.await(old.child.exited).pipe(
-        Effect.zipRight(next.child.post({ tableflip: "predecessor-gone" })),
+        Effect.andThen(next.child.post({ tableflip: "predecessor-gone" })),
         Effect.forkScoped
       )
       yield* fleet.announce.upgraded(next.child.pid, next.number)
@@ -209,12 +209,12 @@ const onExit = (fleet: Fleet.Fleet, generation: Fleet.Generation, exited: Spawn.
         Fleet.ended(exited)
       } while parked; the next upgrade starts one afresh`
     )
-  }).pipe(Effect.zipRight(
+  }).pipe(Effect.andThen(
     fleet.lock.withPermits(1)(Effect.suspend(() => {
       if (fleet.current !== generation) return Effect.void
       return Log.info(`generation ${generation.number} (pid ${generation.child.pid}) exited ${Fleet.ended(exited)}`)
         .pipe(
-          Effect.zipRight(Deferred.succeed(fleet.finished, Fleet.exitCode(exited)))
+          Effect.andThen(Deferred.succeed(fleet.finished, Fleet.exitCode(exited)))
         )
     }))
   ))

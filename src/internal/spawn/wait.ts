@@ -9,6 +9,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type { UpgradeError } from "../../UpgradeError.js"
 import { ChildExited, HealthCheckFailed, RolledBack, Stopped, UpgradeTimeout } from "../../UpgradeError.js"
+import * as Fx from "../fx.js"
 import * as Log from "../log.js"
 import type * as Protocol from "../protocol.js"
 import type { Handover } from "../registry.js"
@@ -44,15 +45,15 @@ export const awaitReady = (
 ): Effect.Effect<void, UpgradeError> =>
   (options.go === undefined ? child.sendSockets : child.sendGo(options.go.manifest, options.go.handover)).pipe(
     // A broken channel most often means the child is dying: its exit, raced below, says how.
-    Effect.catchAll((error) => Effect.zipRight(Effect.sleep(BROKEN_CHANNEL_GRACE), Effect.fail(error))),
-    Effect.zipRight(Deferred.await(child.ready)),
+    Fx.catchAll((error) => Effect.andThen(Effect.sleep(BROKEN_CHANNEL_GRACE), Effect.fail(error))),
+    Effect.andThen(Deferred.await(child.ready)),
     Effect.raceFirst(
-      Effect.zipRight(Effect.sleep(options.timeout), new UpgradeTimeout({ pid: child.pid, timeout: options.timeout }))
+      Effect.andThen(Effect.sleep(options.timeout), new UpgradeTimeout({ pid: child.pid, timeout: options.timeout }))
     ),
-    Effect.zipRight(
+    Effect.andThen(
       Duration.isZero(options.probation) ? Effect.void : Log.info(
         `the next generation (pid ${child.pid}) is ready; probation for ${Duration.format(options.probation)}`
-      ).pipe(Effect.zipRight(Effect.sleep(options.probation)))
+      ).pipe(Effect.andThen(Effect.sleep(options.probation)))
     ),
     Effect.raceFirst(Effect.flatMap(
       Deferred.await(child.exited),
@@ -69,7 +70,7 @@ export const awaitReady = (
       Deferred.await(child.unready),
       (reason) => new HealthCheckFailed({ pid: child.pid, reason })
     )),
-    Effect.raceFirst(Effect.zipRight(Deferred.await(options.stop), new Stopped({ childPid: child.pid })))
+    Effect.raceFirst(Effect.andThen(Deferred.await(options.stop), new Stopped({ childPid: child.pid })))
   )
 
 /**
@@ -85,7 +86,7 @@ export const awaitParked = (
 ): Effect.Effect<void, UpgradeError> =>
   Deferred.await(child.parked).pipe(
     Effect.raceFirst(
-      Effect.zipRight(
+      Effect.andThen(
         Effect.sleep(options.timeout),
         new UpgradeTimeout({ pid: child.pid, timeout: options.timeout, phase: "prepare" })
       )
@@ -94,5 +95,5 @@ export const awaitParked = (
       Deferred.await(child.exited),
       ({ code, signal }) => new ChildExited({ pid: child.pid, code, signal })
     )),
-    Effect.raceFirst(Effect.zipRight(Deferred.await(options.stop), new Stopped({ childPid: child.pid })))
+    Effect.raceFirst(Effect.andThen(Deferred.await(options.stop), new Stopped({ childPid: child.pid })))
   )

@@ -1,0 +1,115 @@
+/**
+ * The Effect 4 implementation of `fx.ts` (same exports; see there). The Effect 4 build maps
+ * `./fx.js` to this file; the Effect 3 build never compiles it (tsconfig.build.json excludes it).
+ *
+ * @internal
+ */
+import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import type * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
+import * as Option from "effect/Option"
+import * as Queue from "effect/Queue"
+import * as Result_ from "effect/Result"
+import * as Scope from "effect/Scope"
+import * as Semaphore_ from "effect/Semaphore"
+
+/** @internal */
+export const effectMajor = 4 as const
+
+/** @internal */
+export type Result<A, E> = Result_.Result<A, E>
+/** @internal */
+export type Success<A, E> = Result_.Success<A, E>
+/** @internal */
+export type Failure<A, E> = Result_.Failure<A, E>
+/** @internal */
+export const succeed: <A>(value: A) => Result<A, never> = Result_.succeed
+/** @internal */
+export const fail: <E>(error: E) => Result<never, E> = Result_.fail
+/** @internal */
+export const isSuccess: <A, E>(self: Result<A, E>) => self is Success<A, E> = Result_.isSuccess
+/** @internal */
+export const isFailure: <A, E>(self: Result<A, E>) => self is Failure<A, E> = Result_.isFailure
+/** @internal */
+export const successOf = <A, E>(self: Success<A, E>): A => self.success
+/** @internal */
+export const failureOf = <A, E>(self: Failure<A, E>): E => self.failure
+/** @internal */
+export const mapResult = <A, E, B>(self: Result<A, E>, f: (a: A) => B): Result<B, E> => Result_.map(self, f)
+/** @internal */
+export const matchResult = <A, E, B, C = B>(
+  self: Result<A, E>,
+  cases: { readonly onSuccess: (a: A) => B; readonly onFailure: (e: E) => C }
+): B | C => Result_.match(self, cases)
+/** @internal */
+export const fromResult = <A, E>(self: Result<A, E>): Effect.Effect<A, E> =>
+  Result_.match(self, { onFailure: Effect.fail, onSuccess: Effect.succeed })
+
+/** @internal */
+export const callback: <A, E = never, R = never>(
+  register: (
+    resume: (effect: Effect.Effect<A, E, R>) => void,
+    signal: AbortSignal
+  ) => void | Effect.Effect<void, never, R>
+) => Effect.Effect<A, E, R> = Effect.callback
+/** @internal */
+export const catchAll: <E, A2, E2, R2>(
+  f: (e: E) => Effect.Effect<A2, E2, R2>
+) => <A, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A2 | A, E2, R2 | R> = Effect.catch
+/** @internal */
+export const forkDetach = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<Fiber.Fiber<A, E>, never, R> =>
+  Effect.forkDetach(self)
+/** @internal */
+export const timeoutFail =
+  <E1>(options: { readonly duration: Duration.Input; readonly onTimeout: () => E1 }) =>
+  <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E | E1, R> =>
+    Effect.timeoutOrElse(self, { duration: options.duration, orElse: () => Effect.fail(options.onTimeout()) })
+/** @internal */
+export const inScope =
+  (scope: Scope.Scope) => <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, Exclude<R, Scope.Scope>> =>
+    Scope.provide(scope)(self)
+/**
+ * Effect 3's `Exit.isInterrupted` (a failure whose cause is interruption only). Effect 4 has
+ * `hasInterrupts`, which is also true for a failure that was interrupted on top of an error.
+ * @internal
+ */
+export const isInterrupted = <A, E>(self: Exit.Exit<A, E>): boolean =>
+  Exit.isFailure(self) && self.cause.reasons.length > 0 && self.cause.reasons.every((r) => r._tag === "Interrupt")
+
+/** @internal */
+export const doneUnsafe = <A, E>(self: Deferred.Deferred<A, E>, effect: Effect.Effect<A, E>): void =>
+  void Deferred.doneUnsafe(self, effect)
+/** @internal */
+export const makeDeferredUnsafe = <A, E = never>(): Deferred.Deferred<A, E> => Deferred.makeUnsafe<A, E>()
+/** @internal */
+export const offerUnsafe = <A>(self: Queue.Enqueue<A>, value: A): boolean => Queue.offerUnsafe(self, value)
+
+/** @internal */
+export type DurationInput = Duration.Input
+/** @internal */
+export const decodeDuration: (input: DurationInput) => Duration.Duration = Duration.fromInputUnsafe
+/** @internal */
+export type Semaphore = Semaphore_.Semaphore
+/** @internal */
+export const makeSemaphore: (permits: number) => Effect.Effect<Semaphore> = Semaphore_.make
+/** @internal */
+export type RunningFiber<A, E> = Fiber.Fiber<A, E>
+/** @internal */
+export const fromNullable: <A>(value: A) => Option.Option<NonNullable<A>> = Option.fromNullishOr
+
+/** @internal */
+export const incrementTagged = (counter: Metric.Counter<number>, key: string, value: string): Effect.Effect<void> =>
+  Metric.update(Metric.withAttributes(counter, { [key]: value }), 1)
+
+/** @internal */
+export type ShapeOf<Instance> = Instance extends { readonly Service: infer S } ? S : never
+/** @internal */
+export const Tag = <Self, Shape>() => <const Key extends string>(key: Key) => Context.Service<Self, Shape>()(key)
+
+/** @internal */
+export const layerScoped = Layer.effect
