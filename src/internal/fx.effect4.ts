@@ -4,6 +4,7 @@
  *
  * @internal
  */
+import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
@@ -113,3 +114,11 @@ export const Tag = <Self, Shape>() => <const Key extends string>(key: Key) => Co
 
 /** @internal */
 export const layerScoped = Layer.effect
+
+// used by HttpServer/State
+
+/** @internal */
+export const singleFailure = <E>(cause: Cause.Cause<E>): Option.Option<E> =>
+  cause.reasons.length === 1 && Cause.isFailReason(cause.reasons[0]!)
+    ? Option.some(cause.reasons[0].error)
+    : Option.none()

@@ -10,6 +10,7 @@
  *
  * @internal
  */
+import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
@@ -135,3 +136,9 @@ export const Tag = <Self, Shape>() => <const Key extends string>(key: Key): Cont
 
 /** A layer whose resources live as long as the layer: Effect 3 `Layer.scoped`, Effect 4 `Layer.effect`. @internal */
 export const layerScoped = Layer.scoped
+
+// used by HttpServer/State
+
+/** The error of a cause that is one typed failure and nothing else (Effect 3 `Cause.isFailType`). @internal */
+export const singleFailure = <E>(cause: Cause.Cause<E>): Option.Option<E> =>
+  Cause.isFailType(cause) ? Option.some(cause.error) : Option.none()
