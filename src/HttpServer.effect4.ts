@@ -17,28 +17,34 @@
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import type * as NodeServices from "@effect/platform-node/NodeServices"
 import * as Effect from "effect/Effect"
+import type { LazyArg } from "effect/Function"
 import type * as Etag from "effect/http/Etag"
 import type * as HttpPlatform from "effect/http/HttpPlatform"
 import * as PlatformHttpServer from "effect/http/HttpServer"
 import type * as ServeError from "effect/http/HttpServerError"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
+import type * as Http from "node:http"
+import type * as Drain from "./Drain.js"
 import type * as Fds from "./Fds.js"
 import * as Adopt from "./internal/http/adopt.js"
 import type { ListenError } from "./UpgradeError.js"
+import type * as Warmup from "./Warmup.js"
 
 /**
- * `Drain.Options` (`spread`, `idleGrace`, `deadline`), plus `server`: the
- * `http.Server` to serve with (default: `http.createServer()`), and
- * `warmup`: warm the app up (see `Warmup`) right after `HttpRouter.serve`
- * (or `HttpServer.serve`) attaches it, before the layer is built and so
- * before `Upgrader.launch` calls `ready` (default: no warm-up; `{}` sends
- * 64 `GET /`).
- *
  * @since 0.1.0
  * @category models
  */
-export type Options = Adopt.Options
+export interface Options extends Drain.Options {
+  /** The `http.Server` to serve with. Default: `http.createServer()`. */
+  readonly server?: LazyArg<Http.Server> | undefined
+  /**
+   * Warm the app up (see `Warmup`) right after `HttpRouter.serve` (or
+   * `HttpServer.serve`) attaches it, before the layer is built and so before
+   * `Upgrader.launch` calls `ready`. Default: no warm-up. `{}` sends 64 `GET /`.
+   */
+  readonly warmup?: Warmup.Options | undefined
+}
 
 /**
  * Listens through the registry and builds the platform's `HttpServer` on it.

@@ -26,21 +26,33 @@
  * @since 0.2.0
  */
 import * as Effect from "effect/Effect"
+import type * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
 import * as Handover from "./internal/state/handover.js"
+import type { StateError } from "./UpgradeError.js"
+import type { Upgrader } from "./Upgrader.js"
 
 /**
- * One piece of state, by key: `key`; `inherited`, what the previous
- * generation handed over under this key (`None` in a first generation, or
- * when the previous one offered nothing under it; `StateError` ("Decode")
- * when it does not match the schema); and `offer`, which offers, for the
- * scope, a snapshot the next generation receives when an upgrade starts.
+ * One piece of state, by key.
  *
  * @since 0.2.0
  * @category models
  */
-export type State<A> = Handover.State<A>
+export interface State<A> {
+  readonly key: string
+  /**
+   * What the previous generation handed over under this key: `None` in a
+   * first generation, or when the previous one offered nothing under it;
+   * `StateError` ("Decode") when it does not match the schema.
+   */
+  readonly inherited: Effect.Effect<Option.Option<A>, StateError, Upgrader>
+  /** Offers, for the scope, a snapshot the next generation receives when an upgrade starts. */
+  readonly offer: <E, R>(
+    snapshot: Effect.Effect<A, E, R>
+  ) => Effect.Effect<void, never, Upgrader | Scope.Scope | R>
+}
 
 /**
  * Describes a piece of state handed between generations under `key`.

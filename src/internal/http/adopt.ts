@@ -16,15 +16,9 @@ import * as Fds from "../../Fds.js"
 import type { ListenError } from "../../UpgradeError.js"
 import * as Warmup from "../../Warmup.js"
 
-/** `HttpServer.Options`: see there. @internal */
+/** What `HttpServer.Options` holds (documented there). @internal */
 export interface Options extends Drain.Options {
-  /** The `http.Server` to serve with. Default: `http.createServer()`. */
   readonly server?: LazyArg<Http.Server> | undefined
-  /**
-   * Warm the app up (see `Warmup`) right after `HttpServer.serve` attaches
-   * it, before the layer is built and so before `Upgrader.launch` calls
-   * `ready`. Default: no warm-up. `{}` sends 64 `GET /`.
-   */
   readonly warmup?: Warmup.Options | undefined
 }
 

@@ -9,25 +9,9 @@ import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
-import type * as Scope from "effect/Scope"
 import { StateError } from "../../UpgradeError.js"
 import { Upgrader } from "../../Upgrader.js"
 import * as Fx from "../fx.js"
-
-/** `State.State`: see there. @internal */
-export interface State<A> {
-  readonly key: string
-  /**
-   * What the previous generation handed over under this key: `None` in a
-   * first generation, or when the previous one offered nothing under it;
-   * `StateError` ("Decode") when it does not match the schema.
-   */
-  readonly inherited: Effect.Effect<Option.Option<A>, StateError, Upgrader>
-  /** Offers, for the scope, a snapshot the next generation receives when an upgrade starts. */
-  readonly offer: <E, R>(
-    snapshot: Effect.Effect<A, E, R>
-  ) => Effect.Effect<void, never, Upgrader | Scope.Scope | R>
-}
 
 /** The user's schema, as the major's Schema module runs it. @internal */
 export interface Codec<A> {
@@ -36,8 +20,8 @@ export interface Codec<A> {
   readonly encode: (value: A) => Effect.Effect<unknown, unknown>
 }
 
-/** A piece of state under `key`, decoded and encoded by `codec`. @internal */
-export const make = <A>(key: string, codec: Codec<A>): State<A> => ({
+/** A piece of state under `key`, decoded and encoded by `codec`: a `State.State<A>`. @internal */
+export const make = <A>(key: string, codec: Codec<A>) => ({
   key,
   inherited: Effect.gen(function*() {
     const { inheritedState } = yield* Upgrader
