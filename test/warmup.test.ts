@@ -4,20 +4,14 @@
  * (done, a timeout, interruption) leaves no connection and no relay behind.
  * Real sockets; no sleeps: every wait is on an event.
  */
-import * as HttpRouter from "@effect/platform/HttpRouter"
-import * as HttpServer from "@effect/platform/HttpServer"
-import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import { assert, describe, it } from "@effect/vitest"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
-import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as Http from "node:http"
 import * as Net from "node:net"
 import * as Drain from "../src/Drain.js"
-import * as TableflipHttp from "../src/HttpServer.js"
-import * as UpgraderTest from "../src/UpgraderTest.js"
 import * as Warmup from "../src/Warmup.js"
 
 /** A server that listens nowhere, with what its handler saw. */
@@ -123,33 +117,4 @@ describe("Warmup.http", () => {
       assert.strictEqual(report.requests, 0)
       assert.strictEqual(seen.length, 0)
     }))
-})
-
-describe("HttpServer.layer's warmup option", () => {
-  it.effect("an HttpRouter app gets the warm-up requests before the layer is built, off the shared socket", () =>
-    Effect.gen(function*() {
-      let answered = 0
-      const raw = Http.createServer()
-      const ports: Array<number> = []
-      raw.prependListener("request", (request: Http.IncomingMessage) => ports.push(request.socket.localPort!))
-      const App = HttpRouter.empty.pipe(
-        HttpRouter.get(
-          "/warm",
-          Effect.sync(() => {
-            answered++
-            return HttpServerResponse.text("ok")
-          })
-        ),
-        HttpServer.serve(),
-        Layer.provide(TableflipHttp.layer(
-          { host: "127.0.0.1", port: 0 },
-          { server: () => raw, warmup: { requests: 12, path: "/warm" } }
-        ))
-      )
-      yield* Layer.build(App)
-      assert.strictEqual(answered, 12)
-      assert.strictEqual(ports.length, 12)
-      const listening = (raw.address() as Net.AddressInfo).port
-      assert.isFalse(ports.includes(listening), "warm-up went through the relay")
-    }).pipe(Effect.scoped, Effect.provide(UpgraderTest.layer())))
 })

@@ -190,4 +190,12 @@ export const layerUnwrap: <A, E1, R1, E, R>(
   self: Effect.Effect<Layer.Layer<A, E1, R1>, E, R>
 ) => Layer.Layer<A, E | E1, R1 | Exclude<R, Scope.Scope>> = Layer.unwrap
 
+// used by HttpServer/State
+
+/** @internal */
+export const singleFailure = <E>(cause: Cause.Cause<E>): Option.Option<E> =>
+  cause.reasons.length === 1 && Cause.isFailReason(cause.reasons[0]!)
+    ? Option.some(cause.reasons[0].error)
+    : Option.none()
+
 // used by tests

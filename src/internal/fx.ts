@@ -220,4 +220,10 @@ export const layerUnwrap: <A, E1, R1, E, R>(
   self: Effect.Effect<Layer.Layer<A, E1, R1>, E, R>
 ) => Layer.Layer<A, E | E1, R1 | R> = Layer.unwrapEffect
 
+// used by HttpServer/State
+
+/** The error of a cause that is one typed failure and nothing else (Effect 3 `Cause.isFailType`). @internal */
+export const singleFailure = <E>(cause: Cause.Cause<E>): Option.Option<E> =>
+  Cause.isFailType(cause) ? Option.some(cause.error) : Option.none()
+
 // used by tests
