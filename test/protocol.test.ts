@@ -5,9 +5,9 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as Arbitrary from "effect/Arbitrary"
-import * as Either from "effect/Either"
 import * as FastCheck from "effect/FastCheck"
 import * as Schema from "effect/Schema"
+import * as Fx from "../src/internal/fx.js"
 import * as Protocol from "../src/internal/protocol.js"
 
 const Fd = Schema.Int.pipe(Schema.between(Protocol.FIRST_FD, Protocol.LAST_FD))
@@ -86,9 +86,10 @@ describe("the handover manifest, checked by hand", () => {
         )
         const expected = bySchema(input)
         const actual = Protocol.check(input, Protocol.manifestOf)
-        assert.strictEqual(Either.isRight(actual), Either.isRight(expected), JSON.stringify(input))
-        if (Either.isRight(expected) && Either.isRight(actual)) assert.deepStrictEqual(actual.right, expected.right)
-        else rejected++
+        assert.strictEqual(Fx.isSuccess(actual), Fx.isSuccess(expected), JSON.stringify(input))
+        if (Fx.isSuccess(expected) && Fx.isSuccess(actual)) {
+          assert.deepStrictEqual(Fx.successOf(actual), Fx.successOf(expected))
+        } else rejected++
       }),
       { numRuns: 1500, seed: 20261201 }
     )
@@ -98,10 +99,10 @@ describe("the handover manifest, checked by hand", () => {
   it("names the path and what it expected", () => {
     const broken = { version: 1, generation: 2, parentPid: 10, cwd: "/", fds: [{ kind: "tcp", key: "a", port: "x" }] }
     const decoded = Protocol.decode(JSON.stringify(broken))
-    assert.isTrue(Either.isLeft(decoded))
-    if (Either.isLeft(decoded)) {
+    assert.isTrue(Fx.isFailure(decoded))
+    if (Fx.isFailure(decoded)) {
       assert.strictEqual(
-        decoded.left.message.split(": ").slice(-2).join(": "),
+        Fx.failureOf(decoded).message.split(": ").slice(-2).join(": "),
         "at fds[0].address: expected a string, got nothing"
       )
     }

@@ -4,6 +4,7 @@
  *
  * @internal
  */
+import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
@@ -113,3 +114,39 @@ export const Tag = <Self, Shape>() => <const Key extends string>(key: Key) => Co
 
 /** @internal */
 export const layerScoped = Layer.effect
+
+// used by tests (test/**): names the suite needs on both majors that src does not.
+
+/** @internal */
+export const fork = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<Fiber.Fiber<A, E>, never, R> =>
+  Effect.forkChild(self)
+/** @internal */
+export const pollFiber = <A, E>(self: Fiber.Fiber<A, E>): Effect.Effect<Option.Option<Exit.Exit<A, E>>> =>
+  Effect.sync(() => Option.fromUndefinedOr(self.pollUnsafe()))
+/** @internal */
+export const result: <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<Result<A, E>, never, R> = Effect.result
+/** @internal */
+export const dieMessage = (message: string): Effect.Effect<never> => Effect.die(new Error(message))
+/** @internal */
+export const catchAllDefect: <A2, E2, R2>(
+  f: (defect: unknown) => Effect.Effect<A2, E2, R2>
+) => <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A2 | A, E2 | E, R2 | R> = Effect.catchDefect
+/** @internal */
+export const failureOption: <E>(self: Cause.Cause<E>) => Option.Option<E> = Cause.findErrorOption
+/** @internal */
+export type EffectSuccess<T> = Effect.Success<T>
+/** Effect 4 has no `Layer.memoize`: the layer is built once, on first use, into the caller's scope. @internal */
+export const memoizeLayer = <A, E, R>(
+  self: Layer.Layer<A, E, R>
+): Effect.Effect<Layer.Layer<A, E, R>, never, Scope.Scope> =>
+  Effect.flatMap(
+    Effect.scope,
+    (scope) => Effect.map(Effect.cached(Layer.buildWithScope(self, scope)), Layer.effectContext)
+  )
+/** @internal */
+export const counterCount = (counter: Metric.Counter<number>, key: string, value: string): Effect.Effect<number> =>
+  Effect.map(Metric.value(Metric.withAttributes(counter, { [key]: value })), (state) => state.count)
+/** @internal */
+export const yieldNow: Effect.Effect<void> = Effect.yieldNow
+/** @internal */
+export const getOrThrow: <A, E>(self: Result<A, E>) => A = Result_.getOrThrow

@@ -10,6 +10,7 @@
  *
  * @internal
  */
+import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
@@ -17,6 +18,7 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
+import * as FiberModule from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
@@ -135,3 +137,38 @@ export const Tag = <Self, Shape>() => <const Key extends string>(key: Key): Cont
 
 /** A layer whose resources live as long as the layer: Effect 3 `Layer.scoped`, Effect 4 `Layer.effect`. @internal */
 export const layerScoped = Layer.scoped
+
+// used by tests (test/**): names the suite needs on both majors that src does not.
+
+/** Effect 3 `Effect.fork`, Effect 4 `Effect.forkChild`. @internal */
+export const fork: <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<Fiber.RuntimeFiber<A, E>, never, R> =
+  Effect.fork
+/** A fiber's exit if it is done: Effect 3 `Fiber.poll`, Effect 4 `fiber.pollUnsafe()`. @internal */
+export const pollFiber: <A, E>(self: Fiber.Fiber<A, E>) => Effect.Effect<Option.Option<Exit.Exit<A, E>>> =
+  FiberModule.poll
+/** The outcome as a `Result`: Effect 3 `Effect.either`, Effect 4 `Effect.result`. @internal */
+export const result: <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<Result<A, E>, never, R> = Effect.either
+/** @internal */
+export const dieMessage: (message: string) => Effect.Effect<never> = Effect.dieMessage
+/** Effect 3 `catchAllDefect`, Effect 4 `catchDefect`. @internal */
+export const catchAllDefect: <A2, E2, R2>(
+  f: (defect: unknown) => Effect.Effect<A2, E2, R2>
+) => <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A2 | A, E2 | E, R2 | R> = Effect.catchAllDefect
+/** The first typed error of a cause: Effect 3 `Cause.failureOption`, Effect 4 `Cause.findErrorOption`. @internal */
+export const failureOption: <E>(self: Cause.Cause<E>) => Option.Option<E> = Cause.failureOption
+/** The success type of an effect type. @internal */
+export type EffectSuccess<T> = T extends Effect.Effect<infer A, infer _E, infer _R> ? A : never
+/** A layer that builds `self` once, on first use, for every provide of it in the scope. @internal */
+export const memoizeLayer: <A, E, R>(
+  self: Layer.Layer<A, E, R>
+) => Effect.Effect<Layer.Layer<A, E, R>, never, Scope.Scope> = Layer.memoize
+/** A counter's count under `key=value`. @internal */
+export const counterCount = (
+  counter: Metric.Metric.Counter<number>,
+  key: string,
+  value: string
+): Effect.Effect<number> => Effect.map(Metric.value(Metric.tagged(counter, key, value)), (state) => state.count)
+/** Lets other fibers run: Effect 3 `Effect.yieldNow()`, Effect 4 `Effect.yieldNow` (a value). @internal */
+export const yieldNow: Effect.Effect<void> = Effect.yieldNow()
+/** A success's value, or throws its error: Effect 3 `Either.getOrThrow`, Effect 4 `Result.getOrThrow`. @internal */
+export const getOrThrow: <A, E>(self: Result<A, E>) => A = Either.getOrThrow
