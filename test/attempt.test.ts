@@ -20,9 +20,9 @@ import * as Fds from "../src/Fds.js"
 import * as Fx from "../src/internal/fx.js"
 import type { UpgradeError } from "../src/UpgradeError.js"
 import * as Upgrader from "../src/Upgrader.js"
-import { minimumLogLevel } from "./helpers/effect.js"
 import { exists, tempDir } from "./helpers/fixture.js"
 import { it } from "./helpers/it.js"
+import { minimumLogLevel } from "./helpers/logging.js"
 
 /** The real layer, whose next generation is `sh -c script`; quiet, since the failures are expected. */
 const layer = (script: string, options: Upgrader.Options = {}) =>

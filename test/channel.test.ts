@@ -34,8 +34,8 @@ import {
   UpgradeInProgress,
   UpgradeTimeout
 } from "../src/UpgradeError.js"
-import { replaceLogger } from "./helpers/effect.js"
 import { it } from "./helpers/it.js"
+import { replaceLogger } from "./helpers/logging.js"
 
 const manifest: Protocol.Manifest = {
   version: Protocol.VERSION,

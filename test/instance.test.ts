@@ -10,9 +10,9 @@ import * as Layer from "effect/Layer"
 import * as DirectoryUpgrader from "../src/DirectoryUpgrader.js"
 import * as Fx from "../src/internal/fx.js"
 import * as Upgrader from "../src/Upgrader.js"
-import { minimumLogLevel } from "./helpers/effect.js"
 import { generations, tempDir, upgradeFrom, within, writePlan } from "./helpers/fixture.js"
 import { it } from "./helpers/it.js"
+import { minimumLogLevel } from "./helpers/logging.js"
 
 const { start } = generations()
 

@@ -24,9 +24,9 @@ import * as Lifecycle from "../src/internal/lifecycle.js"
 import type * as Successor from "../src/internal/lifecycle/successor.js"
 import { SpawnError } from "../src/UpgradeError.js"
 import type { Options } from "../src/Upgrader.js"
-import { adjustTestClock } from "./helpers/effect.js"
 import { type FakeChild, isDone, makeFakeChild } from "./helpers/fakeChild.js"
 import { it } from "./helpers/it.js"
+import { adjustTestClock } from "./helpers/services.js"
 
 const TIMEOUT = Duration.seconds(30)
 const PROBATION = Duration.seconds(20)

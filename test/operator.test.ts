@@ -15,8 +15,8 @@ import * as Fx from "../src/internal/fx.js"
 import * as PidFile from "../src/PidFile.js"
 import * as Upgrader from "../src/Upgrader.js"
 import { cli } from "./helpers/cli.js"
-import { withConfigEnv } from "./helpers/effect.js"
 import { freePort, generations, isAlive, Run, tempDir, writePlan } from "./helpers/fixture.js"
+import { withConfigEnv } from "./helpers/services.js"
 
 const { start, track } = generations()
 const loopback = { host: "127.0.0.1", port: 0 }

@@ -23,9 +23,9 @@ import type { Handover } from "../src/internal/registry.js"
 import * as Fleet from "../src/internal/runner/fleet.js"
 import * as Steps from "../src/internal/runner/steps.js"
 import type * as Spawn from "../src/internal/spawn.js"
-import { adjustTestClock } from "./helpers/effect.js"
 import { type FakeChild, isDone, makeFakeChild } from "./helpers/fakeChild.js"
 import { it } from "./helpers/it.js"
+import { adjustTestClock } from "./helpers/services.js"
 
 const TIMEOUT = Duration.seconds(30)
 

@@ -13,7 +13,7 @@ import * as Net from "node:net"
 import * as Drain from "../src/Drain.js"
 import * as Fx from "../src/internal/fx.js"
 import * as Warmup from "../src/Warmup.js"
-import { replaceLogger } from "./helpers/effect.js"
+import { replaceLogger } from "./helpers/logging.js"
 
 /** A server that listens nowhere, with what its handler saw. */
 const serve = (handler: (request: Http.IncomingMessage, response: Http.ServerResponse) => void) => {
