@@ -8,11 +8,12 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
-import * as Logger from "effect/Logger"
 import * as Http from "node:http"
 import * as Net from "node:net"
 import * as Drain from "../src/Drain.js"
+import * as Fx from "../src/internal/fx.js"
 import * as Warmup from "../src/Warmup.js"
+import { replaceLogger } from "./helpers/logging.js"
 
 /** A server that listens nowhere, with what its handler saw. */
 const serve = (handler: (request: Http.IncomingMessage, response: Http.ServerResponse) => void) => {
@@ -26,7 +27,7 @@ const serve = (handler: (request: Http.IncomingMessage, response: Http.ServerRes
 
 /** Whether a connection to 127.0.0.1:`port` is refused. */
 const refused = (port: number) =>
-  Effect.async<boolean>((resume) => {
+  Fx.callback<boolean>((resume) => {
     const socket = Net.connect(port, "127.0.0.1")
     socket.once("connect", () => {
       socket.destroy()
@@ -39,8 +40,8 @@ const refused = (port: number) =>
 const logged = <A>(effect: Effect.Effect<A>) =>
   Effect.gen(function*() {
     const lines: Array<string> = []
-    const logger = Logger.make(({ logLevel, message }) => lines.push(`${logLevel.label} ${String(message)}`))
-    const result = yield* effect.pipe(Effect.provide(Logger.replace(Logger.defaultLogger, logger)))
+    const logger = replaceLogger((level, message) => lines.push(`${level} ${String(message)}`))
+    const result = yield* effect.pipe(Effect.provide(logger))
     return { result, lines }
   })
 
@@ -102,8 +103,8 @@ describe("Warmup.http", () => {
   it.effect("interrupted, it closes the relay and its connections before it returns", () =>
     Effect.gen(function*() {
       const first = yield* Deferred.make<void>()
-      const { seen, server, tracker } = serve(() => Deferred.unsafeDone(first, Effect.void))
-      const fiber = yield* Effect.fork(Warmup.http(server, { requests: 8 }))
+      const { seen, server, tracker } = serve(() => Fx.doneUnsafe(first, Effect.void))
+      const fiber = yield* Fx.fork(Warmup.http(server, { requests: 8 }))
       yield* Deferred.await(first)
       yield* Fiber.interrupt(fiber)
       assert.strictEqual(tracker.connections(), 0)

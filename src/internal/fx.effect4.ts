@@ -198,4 +198,27 @@ export const singleFailure = <E>(cause: Cause.Cause<E>): Option.Option<E> =>
     ? Option.some(cause.reasons[0].error)
     : Option.none()
 
-// used by tests
+// used by tests (test/**): names the suite needs on both majors that src does not.
+
+/** @internal */
+export const pollFiber = <A, E>(self: Fiber.Fiber<A, E>): Effect.Effect<Option.Option<Exit.Exit<A, E>>> =>
+  Effect.sync(() => Option.fromUndefinedOr(self.pollUnsafe()))
+/** @internal */
+export const dieMessage = (message: string): Effect.Effect<never> => Effect.die(new Error(message))
+/** @internal */
+export type EffectSuccess<T> = Effect.Success<T>
+/** Effect 4 has no `Layer.memoize`: the layer is built once, on first use, into the caller's scope. @internal */
+export const memoizeLayer = <A, E, R>(
+  self: Layer.Layer<A, E, R>
+): Effect.Effect<Layer.Layer<A, E, R>, never, Scope.Scope> =>
+  Effect.flatMap(
+    Effect.scope,
+    (scope) => Effect.map(Effect.cached(Layer.buildWithScope(self, scope)), Layer.effectContext)
+  )
+/** @internal */
+export const counterCount = (counter: Metric.Counter<number>, key: string, value: string): Effect.Effect<number> =>
+  Effect.map(Metric.value(Metric.withAttributes(counter, { [key]: value })), (state) => state.count)
+/** @internal */
+export const yieldNow: Effect.Effect<void> = Effect.yieldNow
+/** @internal */
+export const getOrThrow: <A, E>(self: Result<A, E>) => A = Result_.getOrThrow

@@ -21,6 +21,7 @@ import * as Either from "effect/Either"
 import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
+import * as FiberModule from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
 import * as Layer from "effect/Layer"
 import type * as LoggerModule from "effect/Logger"
@@ -226,4 +227,26 @@ export const layerUnwrap: <A, E1, R1, E, R>(
 export const singleFailure = <E>(cause: Cause.Cause<E>): Option.Option<E> =>
   Cause.isFailType(cause) ? Option.some(cause.error) : Option.none()
 
-// used by tests
+// used by tests (test/**): names the suite needs on both majors that src does not.
+
+/** A fiber's exit if it is done: Effect 3 `Fiber.poll`, Effect 4 `fiber.pollUnsafe()`. @internal */
+export const pollFiber: <A, E>(self: Fiber.Fiber<A, E>) => Effect.Effect<Option.Option<Exit.Exit<A, E>>> =
+  FiberModule.poll
+/** @internal */
+export const dieMessage: (message: string) => Effect.Effect<never> = Effect.dieMessage
+/** The success type of an effect type. @internal */
+export type EffectSuccess<T> = T extends Effect.Effect<infer A, infer _E, infer _R> ? A : never
+/** A layer that builds `self` once, on first use, for every provide of it in the scope. @internal */
+export const memoizeLayer: <A, E, R>(
+  self: Layer.Layer<A, E, R>
+) => Effect.Effect<Layer.Layer<A, E, R>, never, Scope.Scope> = Layer.memoize
+/** A counter's count under `key=value`. @internal */
+export const counterCount = (
+  counter: Metric.Metric.Counter<number>,
+  key: string,
+  value: string
+): Effect.Effect<number> => Effect.map(Metric.value(Metric.tagged(counter, key, value)), (state) => state.count)
+/** Lets other fibers run: Effect 3 `Effect.yieldNow()`, Effect 4 `Effect.yieldNow` (a value). @internal */
+export const yieldNow: Effect.Effect<void> = Effect.yieldNow()
+/** A success's value, or throws its error: Effect 3 `Either.getOrThrow`, Effect 4 `Result.getOrThrow`. @internal */
+export const getOrThrow: <A, E>(self: Result<A, E>) => A = Either.getOrThrow
