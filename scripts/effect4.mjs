@@ -35,7 +35,8 @@ const dirs = ["src", "test", "examples", "bench", "scripts", "native", "bin"]
 const rootFiles = /^(README\.md|LICENSE|docgen\.json|eslint\.config\.mjs|tsconfig[\w.]*\.json|vitest[\w.]*\.ts)$/
 // tsconfig.effect4.json is the root's way into the tree (it extends build/effect4/tsconfig.json); copied,
 // the swap would make it the tree's own tsconfig.json, which would then extend itself.
-const notCopied = new Set(["tsconfig.effect4.json"])
+// This script stays out too: the tree's package.json has no effect4 scripts (no tree inside the tree).
+const notCopied = new Set(["tsconfig.effect4.json", Path.join("scripts", "effect4.mjs")])
 /** Generated or machine-local, in the source and in the tree alike: never copied, never deleted. */
 const skipped = /(^|\/)(node_modules|native\/build|bench\/tmp|bench\/results)(\/|$)|\.tsbuildinfo$/
 
@@ -85,7 +86,7 @@ const swapped = (name) => name.replace(/\.effect4(\.[^.]+)$/, "$1")
 const sources = () => {
   const files = new Map()
   const add = (rel) => {
-    if (skipped.test(rel)) return
+    if (skipped.test(rel) || notCopied.has(rel)) return
     const target = Path.join(Path.dirname(rel), swapped(Path.basename(rel)))
     // The Effect 4 sibling wins whichever order the directory lists them in.
     if (files.has(target) && !Path.basename(rel).includes(".effect4.")) return
@@ -101,7 +102,7 @@ const sources = () => {
   }
   for (const dir of dirs) if (Fs.existsSync(Path.join(root, dir))) walk(dir)
   for (const file of Fs.readdirSync(Path.join(root, "docs"))) if (file.endsWith(".md")) add(Path.join("docs", file))
-  for (const file of Fs.readdirSync(root)) if (rootFiles.test(file) && !notCopied.has(file)) add(file)
+  for (const file of Fs.readdirSync(root)) if (rootFiles.test(file)) add(file)
   return files
 }
 
@@ -123,6 +124,7 @@ const packageJson = () => {
   pkg.peerDependencies = { ...pkg.peerDependencies, effect: "^4.1.0", "@effect/platform-node": "^4.1.0" }
   // The API reference is generated from the Effect 3 build (docgen has no Effect 4 release).
   delete pkg.scripts.docgen
+  for (const name of Object.keys(pkg.scripts)) if (name.includes("effect4")) delete pkg.scripts[name]
   return JSON.stringify(pkg, null, 2) + "\n"
 }
 
