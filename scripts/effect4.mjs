@@ -138,13 +138,15 @@ const writeIfChanged = (file, content) => {
 const materialise = () => {
   const started = Date.now()
   const files = sources()
-  const previous = Fs.existsSync(manifestFile) ? JSON.parse(Fs.readFileSync(manifestFile, "utf8")) : []
+  // target -> source of the last run: a target whose source changed (a sibling added or removed) is
+  // copied again even if size and mtime happen to match.
+  const previous = Fs.existsSync(manifestFile) ? JSON.parse(Fs.readFileSync(manifestFile, "utf8")) : {}
   let written = 0, removed = 0
   for (const [target, source] of files) {
     const from = Path.join(root, source), to = Path.join(tree, target)
     const stat = Fs.statSync(from)
     // Same size and not newer: unchanged (the copy keeps the source's mtime), so no read at all.
-    if (Fs.existsSync(to)) {
+    if (Fs.existsSync(to) && previous[target] === source) {
       const old = Fs.statSync(to)
       if (old.size === stat.size && Math.abs(old.mtimeMs - stat.mtimeMs) < 1) continue
     }
@@ -155,7 +157,7 @@ const materialise = () => {
     written++
   }
   // Files this script wrote before whose source is gone (renamed, deleted, or now swapped).
-  for (const target of previous) {
+  for (const target of Object.keys(previous)) {
     if (!files.has(target) && Fs.existsSync(Path.join(tree, target))) {
       Fs.rmSync(Path.join(tree, target))
       removed++
@@ -170,7 +172,7 @@ const materialise = () => {
     lock.packages[""].version = version
     if (writeIfChanged(Path.join(tree, "package-lock.json"), JSON.stringify(lock, null, 2) + "\n")) written++
   }
-  Fs.writeFileSync(manifestFile, JSON.stringify([...files.keys()].sort(), null, 1) + "\n")
+  Fs.writeFileSync(manifestFile, JSON.stringify(Object.fromEntries([...files].sort()), null, 1) + "\n")
   block()
   console.log(
     `effect4: ${Path.relative(root, tree)} up to date (${files.size} files, ${written} written, ${removed} removed, ${
