@@ -8,7 +8,6 @@
  *   kill -HUP $(cat /tmp/app.pid)                  -> a new generation takes over
  *   kill -TERM $(cat /tmp/app.pid)                 -> drain and exit 0
  */
-import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as Drain from "effect-tableflip/Drain"
 import * as Fds from "effect-tableflip/Fds"
 import * as Upgrader from "effect-tableflip/Upgrader"
@@ -17,6 +16,7 @@ import * as Layer from "effect/Layer"
 import express from "express"
 import * as Http from "node:http"
 import { parseArgs } from "node:util"
+import { runMain } from "./main.js"
 
 const { values } = parseArgs({
   options: {
@@ -51,4 +51,4 @@ const UpgraderLive = Upgrader.layerSignal().pipe(
   Layer.provideMerge(Upgrader.layerConfig({ pidFile: values["pid-file"] }))
 )
 
-main.pipe(Effect.scoped, Effect.provide(UpgraderLive), NodeRuntime.runMain)
+runMain(main.pipe(Effect.scoped, Effect.provide(UpgraderLive)))

@@ -9,16 +9,15 @@
  *   npx effect-tableflip upgrade --pid-file /tmp/app.pid        -> ... and takes over in tens of ms
  *   kill -TERM $(cat /tmp/app.pid)                              -> drain and exit 0
  */
-import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as Drain from "effect-tableflip/Drain"
 import * as Fds from "effect-tableflip/Fds"
 import * as Upgrader from "effect-tableflip/Upgrader"
 import * as Warmup from "effect-tableflip/Warmup"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as Logger from "effect/Logger"
 import * as Http from "node:http"
 import { parseArgs } from "node:util"
+import { runMain } from "./main.js"
 
 const { values } = parseArgs({
   options: {
@@ -70,9 +69,6 @@ const UpgraderLive = Upgrader.layerSignal("SIGHUP", { prepare: "SIGUSR2" }).pipe
 
 // Cold code would serve the first clients after `ready`: warm it up first, before it shares the
 // socket, and before the Upgrader layer, so that a prepared generation is warm when it parks.
-Warmup.http(raw, { path: "/" }).pipe(
-  Effect.zipRight(main.pipe(Effect.scoped, Effect.provide(UpgraderLive))),
-  Effect.provide(json ? Logger.json : Layer.empty),
-  // runMain's pretty logger would print beside the JSON one.
-  (program) => NodeRuntime.runMain(program, { disablePrettyLogger: json })
-)
+runMain(Warmup.http(raw, { path: "/" }).pipe(Effect.andThen(main.pipe(Effect.scoped, Effect.provide(UpgraderLive)))), {
+  json
+})

@@ -6,7 +6,7 @@ import { report } from "./report.js"
 
 const main = Effect.gen(function*() {
   const server = Http.createServer((_request, response) => response.end("ok"))
-  yield* Effect.async<void>((resume) => void server.listen(0, "127.0.0.1", () => resume(Effect.void)))
+  yield* Effect.promise(() => new Promise<void>((resolve) => void server.listen(0, "127.0.0.1", resolve)))
   report()
 })
 
