@@ -10,6 +10,14 @@
 // @effect/platform; DirectoryUpgrader: FiberSet; the CLI) stay tsc's own files and load only when
 // imported. `effect`, `@effect/*` and Node's modules stay external: the app's own instances.
 //
+// What loads later stays out: a dynamic `import()` (the upgrade path, lifecycle/attempt.js, loaded
+// at the first upgrade or prepare) is left to Node, so its tsc file and what only it imports (the
+// metrics) are not in the core. Effect's modules are marked free of side effects, as Effect's
+// package.json says, so the core imports only those its code uses: an Effect module costs the
+// loader a file whether or not anything calls it. For the same reason internal/fx.js (aliases and
+// adapters, nothing whose identity matters) is inlined rather than re-exported: the core keeps
+// only the adapters it calls, and tsc's fx.js serves the modules outside the core.
+//
 // The bundle's source map chains through tsc's maps back to src/*.ts; tsc's .d.ts and .d.ts.map
 // files are untouched. Run after `tsc -p tsconfig.build.json`, which rewrites every dist/*.js.
 import { build } from "esbuild"
@@ -22,7 +30,10 @@ const dist = join(root, "dist")
 const CORE = "internal/core.js"
 
 // The public modules of an app's start, up to `ready`. Whatever they import joins them.
-const ROOTS = ["Upgrader.js", "Fds.js", "Drain.js", "UpgradeError.js", "PidFile.js", "Metrics.js"]
+const ROOTS = ["Upgrader.js", "Fds.js", "Drain.js", "UpgradeError.js", "PidFile.js"]
+
+// Bundled into the core for its own use, but not re-exported from it (see above).
+const INLINED = ["internal/fx.js"]
 
 const STUB_MARK = "// effect-tableflip: re-exports from the bundled core"
 
@@ -32,14 +43,25 @@ for (const file of ROOTS) {
   }
 }
 
-const external = ["effect", "effect/*", "@effect/*"]
+/** Effect's modules and dynamic imports stay Node's to load (see above). */
+const outside = {
+  name: "outside",
+  setup(build) {
+    build.onResolve({ filter: /^(effect|@effect\/)/ }, (args) => ({ path: args.path, external: true, sideEffects: false }))
+    build.onResolve({ filter: /.*/ }, (args) => {
+      if (args.kind !== "dynamic-import") return undefined
+      const from = relative(dirname(join(dist, CORE)), join(args.resolveDir, args.path))
+      return { path: from.startsWith(".") ? from : `./${from}`, external: true }
+    })
+  }
+}
 const common = {
   absWorkingDir: root,
   bundle: true,
   platform: "node",
   format: "esm",
   target: "node20",
-  external,
+  plugins: [outside],
   logLevel: "warning"
 }
 
@@ -83,7 +105,7 @@ for (const output of Object.values(scan.metafile.outputs)) {
 const prefixed = (file, name) => `${file.replace(/\.js$/, "").replace(/\W/g, "_")}$${name}`
 
 // 3. The core: one module exporting every core module's exports under prefixed names.
-const entry = core.map((file) => {
+const entry = core.filter((file) => !INLINED.includes(file)).map((file) => {
   const names = exportsOf.get(file) ?? []
   return names.length === 0
     ? `import "./${file}"`
@@ -107,7 +129,7 @@ await build({
 })
 
 // 4. Each core module becomes a re-export of its part of the core.
-for (const file of core) {
+for (const file of core.filter((file) => !INLINED.includes(file))) {
   const names = exportsOf.get(file) ?? []
   const from = relative(dirname(join(dist, file)), join(dist, CORE))
   const specifier = from.startsWith(".") ? from : `./${from}`
