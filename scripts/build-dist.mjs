@@ -12,7 +12,8 @@
 //
 // What loads later stays out: a dynamic `import()` (the upgrade path, lifecycle/attempt.js, loaded
 // at the first upgrade or prepare) is left to Node, so its tsc file and what only it imports (the
-// metrics) are not in the core. Effect's modules are marked free of side effects, as Effect's
+// metrics) are not in the core. Each such target is then bundled on its own, over its tsc file,
+// importing the core's part from the core (step 5): one more file at the first upgrade, not ten. Effect's modules are marked free of side effects, as Effect's
 // package.json says, so the core imports only those its code uses: an Effect module costs the
 // loader a file whether or not anything calls it. For the same reason internal/fx.js (aliases and
 // adapters, nothing whose identity matters) is inlined rather than re-exported: the core keeps
@@ -44,12 +45,14 @@ for (const file of ROOTS) {
 }
 
 /** Effect's modules and dynamic imports stay Node's to load (see above). */
+const lazy = new Set()
 const outside = {
   name: "outside",
   setup(build) {
     build.onResolve({ filter: /^(effect|@effect\/)/ }, (args) => ({ path: args.path, external: true, sideEffects: false }))
     build.onResolve({ filter: /.*/ }, (args) => {
       if (args.kind !== "dynamic-import") return undefined
+      lazy.add(join(args.resolveDir, args.path))
       const from = relative(dirname(join(dist, CORE)), join(args.resolveDir, args.path))
       return { path: from.startsWith(".") ? from : `./${from}`, external: true }
     })
@@ -156,4 +159,44 @@ for (const file of core.filter((file) => !INLINED.includes(file))) {
       mappings: ""
     })
   )
+}
+
+// 5. Each dynamic import's target, bundled over its tsc file: the core's modules come from the
+// core (their stubs are inlined as re-exports of it), public modules outside the core (Metrics)
+// stay their own files, so every class and metric still has one copy.
+for (const target of lazy) {
+  const at = dirname(target)
+  const relativeTo = (file) => {
+    const from = relative(at, file)
+    return from.startsWith(".") ? from : `./${from}`
+  }
+  const result = await build({
+    ...common,
+    entryPoints: [target],
+    outfile: target,
+    allowOverwrite: true,
+    write: false,
+    keepNames: false,
+    sourcemap: "linked",
+    sourcesContent: false,
+    banner: {
+      js: `// effect-tableflip: src/${
+        relative(dist, target).replace(/\.js$/, ".ts")
+      } and what only it imports, loaded when first needed; bundled by scripts/build-dist.mjs`
+    },
+    plugins: [outside, {
+      name: "core",
+      setup(build) {
+        build.onResolve({ filter: /^\./ }, (args) => {
+          const file = join(args.resolveDir, args.path)
+          if (file === join(dist, CORE)) return { path: relativeTo(file), external: true }
+          const fromDist = relative(dist, file)
+          const isPublic = !fromDist.includes("/") && !fromDist.startsWith("..")
+          if (isPublic && !core.includes(fromDist)) return { path: relativeTo(file), external: true }
+          return undefined
+        })
+      }
+    }]
+  })
+  for (const output of result.outputFiles) writeFileSync(output.path, output.contents)
 }
