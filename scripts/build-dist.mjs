@@ -49,7 +49,10 @@ const lazy = new Set()
 const outside = {
   name: "outside",
   setup(build) {
-    build.onResolve({ filter: /^(effect|@effect\/)/ }, (args) => ({ path: args.path, external: true, sideEffects: false }))
+    build.onResolve(
+      { filter: /^(effect|@effect\/)/ },
+      (args) => ({ path: args.path, external: true, sideEffects: false })
+    )
     build.onResolve({ filter: /.*/ }, (args) => {
       if (args.kind !== "dynamic-import") return undefined
       lazy.add(join(args.resolveDir, args.path))
