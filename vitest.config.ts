@@ -10,9 +10,9 @@ export default defineConfig({
     // Each test drives real processes; a generous ceiling catches a hang without racing a slow machine.
     testTimeout: 60_000,
     hookTimeout: 30_000,
-    // Files run in parallel workers (2 cores here); tests inside a file run one after another.
+    // Files run in parallel workers (2 cores here); tests inside a file run one after another. No
+    // minWorkers: vitest 5 (the Effect 4 build) has no such option, and vitest 3 defaults it to <= maxWorkers.
     maxWorkers: 2,
-    minWorkers: 1,
     reporters: report === undefined ? ["default"] : ["default", ["json", { outputFile: report }]]
   }
 })

@@ -9,7 +9,6 @@ export default defineConfig({
     testTimeout: 20 * 60_000,
     hookTimeout: 30_000,
     maxWorkers: 1,
-    minWorkers: 1,
     reporters: report === undefined ? ["default"] : ["default", ["json", { outputFile: report }]]
   }
 })

@@ -33,6 +33,7 @@ import { say, UsageError } from "./internal/cli/parse.js"
 import { run } from "./internal/cli/run.js"
 import { signalAndAwait } from "./internal/cli/signal.js"
 import { usage, VERSION } from "./internal/cli/spec.js"
+import * as Fx from "./internal/fx.js"
 
 /**
  * Parses `argv` (as `process.argv`: node, script, then the arguments), runs
@@ -59,7 +60,7 @@ export const main = (argv: ReadonlyArray<string>): Effect.Effect<number> =>
         throw new UsageError(`effect-tableflip: unknown command ${JSON.stringify(name)}`)
     }
   }).pipe(
-    Effect.catchAllDefect((defect) =>
+    Fx.catchAllDefect((defect) =>
       defect instanceof UsageError
         ? say(2, `${defect.message}\n(see effect-tableflip ${argv[2] ?? ""} --help)`.replace("  ", " "))
         : Effect.die(defect)

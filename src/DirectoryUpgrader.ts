@@ -33,10 +33,10 @@
  * @since 0.2.0
  */
 import * as Effect from "effect/Effect"
-import * as Layer from "effect/Layer"
+import type * as Layer from "effect/Layer"
 import * as Fds from "./Fds.js"
 import * as Directory from "./internal/directory.js"
-import type * as Fx from "./internal/fx.js"
+import * as Fx from "./internal/fx.js"
 import * as Instance from "./internal/instance.js"
 import * as Services from "./internal/services.js"
 import type { DirectoryError, DuplicateUpgrader, NotSupported } from "./UpgradeError.js"
@@ -76,7 +76,7 @@ export interface Options {
 export const layer = (
   options: Options
 ): Layer.Layer<Upgrader | Fds.Fds, DirectoryError | NotSupported | DuplicateUpgrader> =>
-  Layer.scopedContext(
+  Fx.layerScopedContext(
     // One Upgrader per process, of either kind.
     Effect.andThen(Instance.claim("DirectoryUpgrader.layer"), Directory.make(options)).pipe(
       Effect.map(({ registry, upgrader }) => Services.context(upgrader, Fds.fromRegistry(registry)))

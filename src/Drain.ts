@@ -102,7 +102,7 @@ export const run = (tracker: Tracker, options: Options = {}): Effect.Effect<void
   }).pipe(
     // Finalizers are uninterruptible; without this the deadline could not cut the wait short.
     Effect.interruptible,
-    Effect.timeoutTo({
+    Fx.timeoutTo({
       duration: options.deadline ?? Duration.seconds(30),
       onSuccess: () => Log.debug("drained"),
       onTimeout: () =>

@@ -26,11 +26,12 @@ import * as Effect from "effect/Effect"
 import type { LazyArg } from "effect/Function"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
-import * as Http from "node:http"
-import * as Drain from "./Drain.js"
-import * as Fds from "./Fds.js"
+import type * as Http from "node:http"
+import type * as Drain from "./Drain.js"
+import type * as Fds from "./Fds.js"
+import * as Adopt from "./internal/http/adopt.js"
 import type { ListenError } from "./UpgradeError.js"
-import * as Warmup from "./Warmup.js"
+import type * as Warmup from "./Warmup.js"
 
 /**
  * @since 0.1.0
@@ -58,23 +59,11 @@ export const make = (
   options: Options = {}
 ): Effect.Effect<PlatformHttpServer.HttpServer, ListenError | ServeError.ServeError, Fds.Fds | Scope.Scope> =>
   Effect.gen(function*() {
-    const server = options.server?.() ?? Http.createServer()
-    const tracker = Drain.track(server)
-    yield* Fds.listen(listen, server)
-    reportListening(server, listen)
+    const { server, serving } = yield* Adopt.listen(listen, options)
     const inner = yield* NodeHttpServer.make(() => server, {})
     return PlatformHttpServer.make({
       address: inner.address,
-      serve: (app, middleware) =>
-        Effect.andThen(
-          middleware === undefined ? inner.serve(app) : inner.serve(app, middleware),
-          // Added after the platform's own finalizer, so it runs first: the drain needs the
-          // handlers attached to answer what is still in flight.
-          Effect.addFinalizer(() => Drain.run(tracker, options))
-        ).pipe(
-          // The server already listens here, but the relay keeps warm-up off the shared socket.
-          Effect.zipLeft(options.warmup === undefined ? Effect.void : Warmup.http(server, options.warmup))
-        )
+      serve: (app, middleware) => serving(middleware === undefined ? inner.serve(app) : inner.serve(app, middleware))
     })
   })
 
@@ -118,23 +107,3 @@ export const layer = (
   Layer.scoped(PlatformHttpServer.HttpServer, make(listen, options)).pipe(
     Layer.provideMerge(NodeHttpServer.layerContext)
   )
-
-/**
- * `NodeHttpServer.make` insists on calling `listen()` itself, but the server
- * already listens on the socket the registry chose; so that one call only
- * reports success. A server adopted on a unix socket cannot tell its own
- * path, which the platform reads as its address.
- */
-const reportListening = (server: Http.Server, listen: Fds.ListenOptions): void => {
-  const self = server as unknown as Record<string, unknown>
-  self.listen = (...args: ReadonlyArray<unknown>) => {
-    delete self.listen
-    const callback = args.find((arg) => typeof arg === "function") as (() => void) | undefined
-    if (callback !== undefined) process.nextTick(callback)
-    return server
-  }
-  if (server.address() === null && listen.path !== undefined) {
-    const path = listen.path
-    self.address = () => path
-  }
-}

@@ -7,6 +7,7 @@
  */
 import * as Metric from "effect/Metric"
 import * as MetricBoundaries from "effect/MetricBoundaries"
+import * as Specs from "./internal/metricSpecs.js"
 
 /**
  * Upgrades attempted by this generation, tagged `outcome`: `upgraded`, or
@@ -15,10 +16,7 @@ import * as MetricBoundaries from "effect/MetricBoundaries"
  * @since 0.1.0
  * @category metrics
  */
-export const upgrades = Metric.counter("tableflip_upgrades_total", {
-  description: "Upgrades attempted, by outcome",
-  incremental: true
-})
+export const upgrades = Metric.counter(Specs.upgrades.name, Specs.upgrades.options)
 
 /**
  * Time from the start of a successful upgrade to the new generation's
@@ -28,7 +26,7 @@ export const upgrades = Metric.counter("tableflip_upgrades_total", {
  * @category metrics
  */
 export const upgradeDuration = Metric.histogram(
-  "tableflip_upgrade_duration_ms",
-  MetricBoundaries.exponential({ start: 25, factor: 2, count: 12 }),
-  "Start of an upgrade to the new generation's readiness"
+  Specs.upgradeDuration.name,
+  MetricBoundaries.exponential(Specs.upgradeDuration.boundaries),
+  Specs.upgradeDuration.description
 )

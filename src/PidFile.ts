@@ -12,6 +12,7 @@
 import * as Effect from "effect/Effect"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
+import * as Fx from "./internal/fx.js"
 import * as Procfs from "./internal/procfs.js"
 import { PidFileError, StalePidFile } from "./UpgradeError.js"
 
@@ -241,8 +242,8 @@ export const verify = (path: string): Effect.Effect<number, PidFileError | Stale
  * @category constructors
  */
 export const removeIfOwn = (path: string, pid: number = process.pid): Effect.Effect<boolean, PidFileError> =>
-  Effect.flatMap(Effect.either(read(path)), (current) =>
-    current._tag === "Left" || current.right !== pid
+  Effect.flatMap(Fx.result(read(path)), (current) =>
+    Fx.isFailure(current) || Fx.successOf(current) !== pid
       ? Effect.succeed(false)
       : Effect.try({
         try: () => {

@@ -20,9 +20,8 @@
  */
 // Over 300 lines for its JSDoc alone (docgen builds the API reference here); the code is in internal/upgrader.ts, config.ts, signals.ts.
 import type * as Config from "effect/Config"
-import type * as ConfigError from "effect/ConfigError"
 import * as Effect from "effect/Effect"
-import * as Layer from "effect/Layer"
+import type * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import * as Fds from "./Fds.js"
 import * as Configs from "./internal/config.js"
@@ -259,7 +258,7 @@ export const make = (
 export const layer = (
   options: Options = {}
 ): Layer.Layer<Upgrader | Fds.Fds, HandoverError | NotSupported | DuplicateUpgrader> =>
-  Layer.scopedContext(Effect.map(make(options), ({ fds, upgrader }) => Services.context(upgrader, fds)))
+  Fx.layerScopedContext(Effect.map(make(options), ({ fds, upgrader }) => Services.context(upgrader, fds)))
 
 /**
  * Runs an application built as a layer (an `HttpServer.serve()` layer, say)
@@ -315,8 +314,8 @@ export const config: Config.Config<Options> = Configs.config
  */
 export const layerConfig = (
   options: Options = {}
-): Layer.Layer<Upgrader | Fds.Fds, HandoverError | NotSupported | DuplicateUpgrader | ConfigError.ConfigError> =>
-  Layer.unwrapEffect(Effect.map(config, (fromEnv) => layer(Configs.merge(options, fromEnv))))
+): Layer.Layer<Upgrader | Fds.Fds, HandoverError | NotSupported | DuplicateUpgrader | Fx.ConfigError> =>
+  Fx.layerUnwrap(Effect.map(config, (fromEnv) => layer(Configs.merge(options, fromEnv))))
 
 /**
  * Upgrades on a signal (SIGHUP by default) and logs the outcome; a failed
@@ -340,4 +339,4 @@ export const layerSignal = (
     readonly prepare?: NodeJS.Signals | undefined
   } = {}
 ): Layer.Layer<never, never, Upgrader> =>
-  Layer.scopedDiscard(Effect.flatMap(Upgrader, (upgrader) => Signals.install(upgrader, signal, options.prepare)))
+  Fx.layerScopedDiscard(Effect.flatMap(Upgrader, (upgrader) => Signals.install(upgrader, signal, options.prepare)))

@@ -116,7 +116,7 @@ export const http: (server: Http.Server, options?: Options) => Effect.Effect<Rep
     const tally = new Tally()
     if (plan.requests <= 0) return tally.report(false)
     const timedOut = yield* Effect.scoped(Effect.flatMap(open(server, plan), (relay) => send(relay, plan, tally))).pipe(
-      Effect.timeoutTo({ duration: plan.timeout, onSuccess: () => false, onTimeout: () => true }),
+      Fx.timeoutTo({ duration: plan.timeout, onSuccess: () => false, onTimeout: () => true }),
       Fx.catchAll((error) => Effect.as(Log.warning(`warm-up skipped: no relay on 127.0.0.1 (${error.message})`), false))
     )
     const report = tally.report(timedOut)
@@ -238,11 +238,11 @@ const open = (server: Http.Server, plan: Plan): Effect.Effect<Relay, Error, Scop
       }).pipe(
         // A finalizer is uninterruptible: without this the deadline could not bite.
         Effect.interruptible,
-        Effect.timeoutFail({
+        Fx.timeoutFail({
           duration: Duration.seconds(5),
           onTimeout: () => new Error("its relay's connections did not close within 5 s")
         }),
-        Effect.catchAll((error) => Log.warning(`warm-up: ${error.message}; going on`))
+        Fx.catchAll((error: Error) => Log.warning(`warm-up: ${error.message}; going on`))
       )
   ).pipe(
     Effect.flatMap(({ relay }) =>

@@ -11,10 +11,11 @@ import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Cli from "./Cli.js"
+import * as Fx from "./internal/fx.js"
 
 void Effect.runPromiseExit(Cli.main(process.argv)).then((exit) => {
   if (Exit.isSuccess(exit)) process.exit(exit.value)
   // Anything that gets here is a bug worth its trace.
-  if (!Cause.isInterruptedOnly(exit.cause)) process.stderr.write(`${Cause.pretty(exit.cause)}\n`)
+  if (!Fx.isInterruptedOnly(exit.cause)) process.stderr.write(`${Cause.pretty(exit.cause)}\n`)
   process.exit(1)
 })

@@ -2,14 +2,14 @@
  * The metrics an upgrade records, read back from Effect's metric registry,
  * with the real layer in a first generation (this test process).
  */
-import { assert, describe, it } from "@effect/vitest"
+import { assert, describe } from "@effect/vitest"
 import * as Effect from "effect/Effect"
-import * as Metric from "effect/Metric"
+import * as Fx from "../src/internal/fx.js"
 import * as Metrics from "../src/Metrics.js"
 import * as Upgrader from "../src/Upgrader.js"
+import { it } from "./helpers/it.js"
 
-const count = (outcome: string) =>
-  Metric.value(Metric.tagged(Metrics.upgrades, "outcome", outcome)).pipe(Effect.map((state) => state.count))
+const count = (outcome: string) => Fx.counterCount(Metrics.upgrades, "outcome", outcome)
 
 describe("Metrics", () => {
   it.scoped("counts upgrades by outcome, and stop completes exit", () =>

@@ -4,12 +4,12 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
-import * as Either from "effect/Either"
 import * as Fiber from "effect/Fiber"
 import * as Http from "node:http"
 import type * as Net from "node:net"
 import * as Drain from "../src/Drain.js"
 import * as Fds from "../src/Fds.js"
+import * as Fx from "../src/internal/fx.js"
 import * as Upgrader from "../src/Upgrader.js"
 import * as UpgraderTest from "../src/UpgraderTest.js"
 
@@ -31,7 +31,7 @@ describe("UpgraderTest", () => {
   it.live("binds fresh, counts ready, refuses to upgrade, and lets a test drive exit", () =>
     Effect.gen(function*() {
       const listening = yield* Deferred.make<number>()
-      const fiber = yield* Effect.fork(app((port) => Deferred.unsafeDone(listening, Effect.succeed(port))))
+      const fiber = yield* Fx.fork(app((port) => Fx.doneUnsafe(listening, Effect.succeed(port))))
       const port = yield* Deferred.await(listening)
       const test = yield* UpgraderTest.UpgraderTest
       assert.strictEqual(yield* test.readyCount, 1)
@@ -39,11 +39,11 @@ describe("UpgraderTest", () => {
       assert.strictEqual(body, "ok")
 
       const upgrader = yield* Upgrader.Upgrader
-      const upgrade = yield* Effect.either(upgrader.upgrade)
-      assert.isTrue(Either.isLeft(upgrade) && upgrade.left._tag === "NotSupported")
+      const upgrade = yield* Fx.result(upgrader.upgrade)
+      assert.isTrue(Fx.isFailure(upgrade) && Fx.failureOf(upgrade)._tag === "NotSupported")
       assert.strictEqual(yield* test.upgradeCount, 1)
-      const prepare = yield* Effect.either(upgrader.prepare)
-      assert.isTrue(Either.isLeft(prepare) && prepare.left._tag === "NotSupported")
+      const prepare = yield* Fx.result(upgrader.prepare)
+      assert.isTrue(Fx.isFailure(prepare) && Fx.failureOf(prepare)._tag === "NotSupported")
       assert.strictEqual(yield* test.prepareCount, 1)
       assert.isFalse(upgrader.hasParent)
 

@@ -7,21 +7,22 @@
  * a child never does. `faults.test.ts` and `runner.test.ts` show the same with
  * real generations.
  */
-import { assert, describe, it } from "@effect/vitest"
+import { assert, describe } from "@effect/vitest"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
-import * as Logger from "effect/Logger"
-import * as LogLevel from "effect/LogLevel"
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs/promises"
 import * as Net from "node:net"
 import * as Path from "node:path"
 import * as Fds from "../src/Fds.js"
+import * as Fx from "../src/internal/fx.js"
 import type { UpgradeError } from "../src/UpgradeError.js"
 import * as Upgrader from "../src/Upgrader.js"
 import { exists, tempDir } from "./helpers/fixture.js"
+import { it } from "./helpers/it.js"
+import { minimumLogLevel } from "./helpers/logging.js"
 
 /** The real layer, whose next generation is `sh -c script`; quiet, since the failures are expected. */
 const layer = (script: string, options: Upgrader.Options = {}) =>
@@ -30,7 +31,7 @@ const layer = (script: string, options: Upgrader.Options = {}) =>
     // Whatever else this test process listens on is not ours to hand over.
     unregisteredListeners: "warn",
     ...options
-  }).pipe(Layer.provideMerge(Logger.minimumLogLevel(LogLevel.Error)))
+  }).pipe(Layer.provideMerge(minimumLogLevel("Error")))
 
 /** Two listeners (or one and a state), then ready. */
 const serve = (what: "two listeners" | "a listener and a state") =>
@@ -44,12 +45,13 @@ const serve = (what: "two listeners" | "a listener and a state") =>
   })
 
 /** The upgrade's error, which must come within `deadline`. */
-const failure = (upgrade: Effect.Effect<Upgrader.Upgraded, UpgradeError>, deadline: Duration.DurationInput) =>
+const failure = (upgrade: Effect.Effect<Upgrader.Upgraded, UpgradeError>, deadline: Fx.DurationInput) =>
   upgrade.pipe(
     Effect.flip,
-    Effect.timeoutFail({
+    Fx.timeoutFail({
       duration: deadline,
-      onTimeout: () => new Error(`the upgrade had no outcome within ${Duration.format(deadline)}: it is wedged`)
+      onTimeout: () =>
+        new Error(`the upgrade had no outcome within ${Duration.format(Fx.decodeDuration(deadline))}: it is wedged`)
     })
   )
 
@@ -97,14 +99,14 @@ describe("the upgrade attempt, in process", () => {
     ChildProcess.execFileSync("mkfifo", [fifo])
     return Effect.gen(function*() {
       const upgrader = yield* serve("two listeners")
-      const pending = yield* Effect.fork(failure(upgrader.upgrade, "20 seconds"))
+      const pending = yield* Fx.fork(failure(upgrader.upgrade, "20 seconds"))
       // The new generation says its pid through the FIFO, then stops itself.
       const pid = Number(
         yield* Effect.promise(() => Fs.readFile(fifo, "utf8")).pipe(
-          Effect.timeoutFail({ duration: "20 seconds", onTimeout: () => new Error("the new generation never started") })
+          Fx.timeoutFail({ duration: "20 seconds", onTimeout: () => new Error("the new generation never started") })
         )
       )
-      yield* upgrader.stop.pipe(Effect.timeoutFail({ duration: "20 seconds", onTimeout: () => new Error("stop hung") }))
+      yield* upgrader.stop.pipe(Fx.timeoutFail({ duration: "20 seconds", onTimeout: () => new Error("stop hung") }))
       assert.strictEqual(yield* upgrader.exit, "stopped")
       const error = yield* Fiber.join(pending)
       assert.strictEqual(error._tag, "Stopped", error.message)

@@ -5,17 +5,17 @@
  * logged), requests matched to answers by sequence number, and
  * errors round-tripping through a `Failed` answer.
  */
-import { assert, describe, it } from "@effect/vitest"
+import { assert, describe } from "@effect/vitest"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Equal from "effect/Equal"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
-import * as Logger from "effect/Logger"
 import * as Scope from "effect/Scope"
 import * as Net from "node:net"
 import * as Channel from "../src/internal/channel.js"
 import * as Errors from "../src/internal/errors.js"
+import * as Fx from "../src/internal/fx.js"
 import * as Protocol from "../src/internal/protocol.js"
 import {
   AlreadyUpgraded,
@@ -34,6 +34,8 @@ import {
   UpgradeInProgress,
   UpgradeTimeout
 } from "../src/UpgradeError.js"
+import { it } from "./helpers/it.js"
+import { replaceLogger } from "./helpers/logging.js"
 
 const manifest: Protocol.Manifest = {
   version: Protocol.VERSION,
@@ -146,7 +148,7 @@ describe("Channel decoders", () => {
 const withLines = <A, E, R>(body: (lines: Array<string>) => Effect.Effect<A, E, R>) => {
   const lines: Array<string> = []
   return body(lines).pipe(
-    Effect.provide(Logger.replace(Logger.defaultLogger, Logger.make(({ message }) => lines.push(String(message)))))
+    Effect.provide(replaceLogger((_level, message) => lines.push(String(message))))
   )
 }
 
@@ -352,7 +354,7 @@ describe("Channel receiver", () => {
         upgrade: () => {},
         prepare: () => {}
         // Built where interruption is off, as `spawn` builds it: its fiber must still stop.
-      })).pipe(Scope.extend(scope), Effect.uninterruptible)
+      })).pipe(Fx.inScope(scope), Effect.uninterruptible)
       const queued = new Net.Socket()
       const late = new Net.Socket()
       const descriptor = { kind: "tcp", key: "tcp:*:80", address: "0.0.0.0", port: 80, family: "IPv4" }
@@ -363,7 +365,7 @@ describe("Channel receiver", () => {
       receive({ tableflip: "descriptor", key: "tcp:*:80", descriptor }, late)
       receive({ tableflip: "ready" }, undefined)
       after(() => seen.push("late event"))
-      yield* Effect.yieldNow()
+      yield* Fx.yieldNow
       assert.deepStrictEqual(seen, ["queued event", "late event"])
       assert.isTrue(queued.destroyed)
       assert.isTrue(late.destroyed)
@@ -380,10 +382,10 @@ describe("Channel requests", () => {
   it.effect("numbers each request and matches answers by ack, in any order", () =>
     Effect.gen(function*() {
       const { requests, sent } = make()
-      const upgrade = yield* Effect.fork(requests.request("upgrade"))
-      const prepare = yield* Effect.fork(requests.request("prepare"))
-      const second = yield* Effect.fork(requests.request("upgrade"))
-      yield* Effect.yieldNow()
+      const upgrade = yield* Fx.fork(requests.request("upgrade"))
+      const prepare = yield* Fx.fork(requests.request("prepare"))
+      const second = yield* Fx.fork(requests.request("upgrade"))
+      yield* Fx.yieldNow
       assert.deepStrictEqual(sent, [
         { tableflip: "upgrade", seq: 1 },
         { tableflip: "prepare", seq: 2 },
@@ -405,10 +407,10 @@ describe("Channel requests", () => {
   it.effect("gives an answer without ack (an older runner) to the oldest request of its kind", () =>
     Effect.gen(function*() {
       const { requests } = make()
-      const prepare = yield* Effect.fork(requests.request("prepare"))
-      const first = yield* Effect.fork(requests.request("upgrade"))
-      const second = yield* Effect.fork(requests.request("upgrade"))
-      yield* Effect.yieldNow()
+      const prepare = yield* Fx.fork(requests.request("prepare"))
+      const first = yield* Fx.fork(requests.request("upgrade"))
+      const second = yield* Fx.fork(requests.request("upgrade"))
+      yield* Fx.yieldNow
       assert.isTrue(requests.answer({ tableflip: "upgrade-result", result: { _tag: "Upgraded", pid: 1 } }))
       assert.isTrue(requests.answer({ tableflip: "upgrade-result", result: { _tag: "Upgraded", pid: 2 } }))
       assert.isFalse(requests.answer({ tableflip: "upgrade-result", result: { _tag: "Upgraded", pid: 3 } }))
@@ -421,8 +423,8 @@ describe("Channel requests", () => {
   it.effect("forgets a request whose waiter is interrupted", () =>
     Effect.gen(function*() {
       const { requests } = make()
-      const waiting = yield* Effect.fork(requests.request("upgrade"))
-      yield* Effect.yieldNow()
+      const waiting = yield* Fx.fork(requests.request("upgrade"))
+      yield* Fx.yieldNow
       yield* Fiber.interrupt(waiting)
       assert.isFalse(requests.answer({ tableflip: "upgrade-result", ack: 1, result: { _tag: "Upgraded", pid: 1 } }))
     }))

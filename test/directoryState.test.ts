@@ -4,11 +4,11 @@
  * the codec on owner.sock. The real-process behaviour is test/directory.test.ts.
  */
 import { assert, describe, it } from "@effect/vitest"
-import * as Either from "effect/Either"
 import * as Fs from "node:fs"
 import type * as Net from "node:net"
 import * as Codec from "../src/internal/directory/codec.js"
 import * as State from "../src/internal/directory/state.js"
+import * as Fx from "../src/internal/fx.js"
 
 const newcomer: State.Newcomer = { pid: 101, socket: {} as Net.Socket }
 const other: State.Newcomer = { pid: 102, socket: {} as Net.Socket }
@@ -57,11 +57,11 @@ describe("directory handover state", () => {
       for (const event of events) {
         const key = `${state._tag} ${event._tag}`
         const next = State.transition(state, event)
-        if (Either.isLeft(next)) {
-          assert.include(next.left.message, `no ${event._tag} while ${state._tag}`)
+        if (Fx.isFailure(next)) {
+          assert.include(Fx.failureOf(next).message, `no ${event._tag} while ${state._tag}`)
           continue
         }
-        assert.strictEqual(rows.get(key), next.right._tag, `${key}: not as the table says`)
+        assert.strictEqual(rows.get(key), Fx.successOf(next)._tag, `${key}: not as the table says`)
         taken.add(key)
       }
     }
@@ -69,15 +69,15 @@ describe("directory handover state", () => {
   })
 
   it("carries its data: the newcomer handed to, whether the app said ready", () => {
-    const handing = Either.getOrThrow(State.transition({ _tag: "Serving" }, { _tag: "Offered", newcomer }))
+    const handing = Fx.getOrThrow(State.transition({ _tag: "Serving" }, { _tag: "Offered", newcomer }))
     assert.deepStrictEqual(handing, { _tag: "HandingOver", newcomer })
     // A second newcomer is refused (the owner answers busy), and only the one handed to counts.
-    assert.isTrue(Either.isLeft(State.transition(handing, { _tag: "Offered", newcomer: other })))
-    assert.isTrue(Either.isLeft(State.transition(handing, { _tag: "Gone", newcomer: other })))
-    const stopped = Either.getOrThrow(State.transition(handing, { _tag: "Stop" }))
+    assert.isTrue(Fx.isFailure(State.transition(handing, { _tag: "Offered", newcomer: other })))
+    assert.isTrue(Fx.isFailure(State.transition(handing, { _tag: "Gone", newcomer: other })))
+    const stopped = Fx.getOrThrow(State.transition(handing, { _tag: "Stop" }))
     assert.deepStrictEqual(stopped, { _tag: "Stopped", ready: true, newcomer })
     // Stopped mid-handover, the newcomer's ready still counts: nothing of its is unlinked.
-    const handed = Either.getOrThrow(State.transition(stopped, { _tag: "NewcomerReady", newcomer }))
+    const handed = Fx.getOrThrow(State.transition(stopped, { _tag: "NewcomerReady", newcomer }))
     assert.isFalse(State.mayUnlink(handed, true, false))
   })
 
@@ -105,15 +105,15 @@ describe("directory handover codec", () => {
   it("decodes the offer frame it encodes", () => {
     const frame = Codec.encodeOffer(offer)
     const newline = frame.indexOf(10)
-    const header = Either.getOrThrow(Codec.decodeHeader(frame.subarray(0, newline).toString("latin1")))
+    const header = Fx.getOrThrow(Codec.decodeHeader(frame.subarray(0, newline).toString("latin1")))
     assert.deepStrictEqual(header, { _tag: "Offer", count: 2, bytes: frame.length - newline - 1 })
     if (header._tag !== "Offer") return
-    assert.deepStrictEqual(Either.getOrThrow(Codec.decodeManifest(header, frame.subarray(newline + 1), 2)), offer)
-    assert.deepStrictEqual(Codec.decodeHeader("busy"), Either.right({ _tag: "Busy" }))
+    assert.deepStrictEqual(Fx.getOrThrow(Codec.decodeManifest(header, frame.subarray(newline + 1), 2)), offer)
+    assert.deepStrictEqual(Codec.decodeHeader("busy"), Fx.succeed({ _tag: "Busy" }))
   })
 
   it("refuses what it was not promised, saying what", () => {
-    const left = (either: Either.Either<unknown, string>) => Either.isLeft(either) ? either.left : "accepted"
+    const left = (either: Fx.Result<unknown, string>) => Fx.isFailure(either) ? Fx.failureOf(either) : "accepted"
     assert.include(left(Codec.decodeHeader("hello")), "unknown header")
     assert.include(left(Codec.decodeHeader("offer 1 9000")), "over the limit of 8192")
     const body = Buffer.from(JSON.stringify(offer))

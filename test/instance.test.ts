@@ -3,20 +3,20 @@
  * error that says how to share one, and a new one may be built once the live
  * one's scope has closed. In this test process, and with real generations.
  */
-import { assert, describe, it } from "@effect/vitest"
+import { assert, describe } from "@effect/vitest"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
-import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
-import * as Logger from "effect/Logger"
-import * as LogLevel from "effect/LogLevel"
 import * as DirectoryUpgrader from "../src/DirectoryUpgrader.js"
+import * as Fx from "../src/internal/fx.js"
 import * as Upgrader from "../src/Upgrader.js"
 import { generations, tempDir, upgradeFrom, within, writePlan } from "./helpers/fixture.js"
+import { it } from "./helpers/it.js"
+import { minimumLogLevel } from "./helpers/logging.js"
 
 const { start } = generations()
 
-const quiet = Logger.minimumLogLevel(LogLevel.Error)
+const quiet = minimumLogLevel("Error")
 
 /** Builds the layer in its own scope, which stays open for the rest of the test. */
 const build = <E>(layer: Layer.Layer<Upgrader.Upgrader, E>) =>
@@ -59,15 +59,15 @@ describe("one Upgrader per process, in process", () => {
 
   it.scopedLive("of two built at once, exactly one is live", () =>
     Effect.gen(function*() {
-      const results = yield* Effect.all([build(Upgrader.layer()), build(Upgrader.layer())].map(Effect.either), {
+      const results = yield* Effect.all([build(Upgrader.layer()), build(Upgrader.layer())].map(Fx.result), {
         concurrency: 2
       })
-      assert.deepStrictEqual(results.map(Either.isRight).sort(), [false, true])
+      assert.deepStrictEqual(results.map(Fx.isSuccess).sort(), [false, true])
     }).pipe(Effect.provide(quiet)))
 
   it.scopedLive("one layer value provided once to two consumers is built once: the way to share it", () =>
     Effect.gen(function*() {
-      const seen: Array<Upgrader.Upgrader["Type"]> = []
+      const seen: Array<Fx.ShapeOf<Upgrader.Upgrader>> = []
       const consumer = Layer.effectDiscard(Effect.map(Upgrader.Upgrader, (upgrader) => seen.push(upgrader)))
       yield* Layer.build(Layer.merge(consumer, consumer.pipe(Layer.fresh)).pipe(Layer.provide(Upgrader.layer())))
       assert.strictEqual(seen.length, 2)
@@ -76,7 +76,7 @@ describe("one Upgrader per process, in process", () => {
 
   it.scopedLive("Layer.memoize shares one across separate provides", () =>
     Effect.gen(function*() {
-      const shared = yield* Layer.memoize(Upgrader.layer())
+      const shared = yield* Fx.memoizeLayer(Upgrader.layer())
       const a = yield* Effect.provide(Upgrader.Upgrader, shared)
       const b = yield* Effect.provide(Upgrader.Upgrader, shared)
       assert.strictEqual(a, b)

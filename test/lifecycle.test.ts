@@ -7,7 +7,7 @@
  * (upgrade, faults, prepare, attempt) keep one run per behaviour against
  * the OS; this file is where the state machine's paths are exercised fast.
  */
-import { assert, describe, it } from "@effect/vitest"
+import { assert, describe } from "@effect/vitest"
 import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
@@ -16,15 +16,17 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
-import * as TestClock from "effect/TestClock"
 import * as Fs from "node:fs"
 import * as Fds from "../src/Fds.js"
+import * as Fx from "../src/internal/fx.js"
 import * as Instance from "../src/internal/instance.js"
 import * as Lifecycle from "../src/internal/lifecycle.js"
 import type * as Successor from "../src/internal/lifecycle/successor.js"
 import { SpawnError } from "../src/UpgradeError.js"
 import type { Options } from "../src/Upgrader.js"
 import { type FakeChild, isDone, makeFakeChild } from "./helpers/fakeChild.js"
+import { it } from "./helpers/it.js"
+import { adjustTestClock } from "./helpers/services.js"
 
 const TIMEOUT = Duration.seconds(30)
 const PROBATION = Duration.seconds(20)
@@ -76,7 +78,7 @@ const setup = (options: Options = {}) =>
     return { lifecycle, fakes }
   })
 
-type Setup = Effect.Effect.Success<ReturnType<typeof setup>>
+type Setup = Fx.EffectSuccess<ReturnType<typeof setup>>
 
 /** `setup`, and the lifecycle says ready: where every upgrade test starts. */
 const ready = (options: Options = {}) => Effect.tap(setup(options), ({ lifecycle }) => lifecycle.ready)
@@ -84,7 +86,7 @@ const ready = (options: Options = {}) => Effect.tap(setup(options), ({ lifecycle
 /** Asks for an upgrade (forked, as a signal handler would) and takes the child it started. */
 const upgrading = ({ fakes, lifecycle }: Setup) =>
   Effect.gen(function*() {
-    const upgrade = yield* Effect.fork(lifecycle.upgrade)
+    const upgrade = yield* Fx.fork(lifecycle.upgrade)
     const child = yield* fakes.next
     return { upgrade, child }
   })
@@ -99,7 +101,7 @@ const succeeds = (upgrade: Fiber.Fiber<{ readonly pid: number }, unknown>, child
 /** Prepares a child and lets it park; the parked child. */
 const prepared = ({ fakes, lifecycle }: Setup) =>
   Effect.gen(function*() {
-    const prepare = yield* Effect.fork(lifecycle.prepare)
+    const prepare = yield* Fx.fork(lifecycle.prepare)
     const child = yield* fakes.next
     yield* Deferred.succeed(child.parked, undefined)
     assert.deepStrictEqual(yield* Fiber.join(prepare), { pid: child.pid })
@@ -110,12 +112,12 @@ const prepared = ({ fakes, lifecycle }: Setup) =>
 const advanceUntilDone = <A, E>(fiber: Fiber.Fiber<A, E>, limit: Duration.Duration) =>
   Effect.gen(function*() {
     const start = yield* Clock.currentTimeMillis
-    while (Option.isNone(yield* Fiber.poll(fiber))) {
+    while (Option.isNone(yield* Fx.pollFiber(fiber))) {
       if ((yield* Clock.currentTimeMillis) - start > Duration.toMillis(limit)) {
-        return yield* Effect.dieMessage(`not done within ${Duration.format(limit)} of test-clock time`)
+        return yield* Fx.dieMessage(`not done within ${Duration.format(limit)} of test-clock time`)
       }
-      yield* TestClock.adjust(STEP)
-      yield* Effect.yieldNow()
+      yield* adjustTestClock(STEP)
+      yield* Fx.yieldNow
     }
     return Duration.millis((yield* Clock.currentTimeMillis) - start)
   })
@@ -196,7 +198,7 @@ describe("the lifecycle, in-process: upgrades that fail", () => {
       const waited = yield* advanceUntilDone(upgrade, Duration.sum(TIMEOUT, Duration.seconds(10)))
       const error = yield* Effect.flip(Fiber.join(upgrade))
       assert.strictEqual(error._tag, "UpgradeTimeout")
-      assert.isTrue(Duration.greaterThanOrEqualTo(waited, TIMEOUT), `gave up after ${Duration.format(waited)}`)
+      assert.isTrue(Duration.toMillis(waited) >= Duration.toMillis(TIMEOUT), `gave up after ${Duration.format(waited)}`)
       assert.isTrue(child.record.killed)
       assert.isFalse(yield* isDone(t.lifecycle.exit))
     }))
@@ -221,7 +223,10 @@ describe("the lifecycle, in-process: probation", () => {
       const { child, upgrade } = yield* upgrading(t)
       yield* Deferred.succeed(child.ready, undefined)
       const waited = yield* advanceUntilDone(upgrade, Duration.sum(PROBATION, Duration.seconds(10)))
-      assert.isTrue(Duration.greaterThanOrEqualTo(waited, PROBATION), `succeeded after ${Duration.format(waited)}`)
+      assert.isTrue(
+        Duration.toMillis(waited) >= Duration.toMillis(PROBATION),
+        `succeeded after ${Duration.format(waited)}`
+      )
       assert.deepStrictEqual(yield* Fiber.join(upgrade), { pid: child.pid })
       assert.strictEqual(yield* t.lifecycle.exit, "upgraded")
     }))
@@ -248,7 +253,7 @@ describe("the lifecycle, in-process: prepared generations", () => {
   it.scoped("prepare parks a child; the next upgrade sends it go instead of starting another", () =>
     Effect.gen(function*() {
       const t = yield* ready()
-      const prepare = yield* Effect.fork(t.lifecycle.prepare)
+      const prepare = yield* Fx.fork(t.lifecycle.prepare)
       const child = yield* t.fakes.next
       assert.isTrue(child.manifest.prepared)
       assert.deepStrictEqual(child.handover.sockets, [], "a parked child gets no socket before go")
@@ -256,7 +261,7 @@ describe("the lifecycle, in-process: prepared generations", () => {
       assert.deepStrictEqual(yield* Fiber.join(prepare), { pid: child.pid })
       assert.isFalse(yield* isDone(t.lifecycle.exit), "preparing leaves this generation Ready")
 
-      const upgrade = yield* Effect.fork(t.lifecycle.upgrade)
+      const upgrade = yield* Fx.fork(t.lifecycle.upgrade)
       yield* Deferred.await(child.handed)
       assert.strictEqual(t.fakes.spawned(), 1, "no second child")
       assert.strictEqual(child.record.sent.length, 1)
@@ -325,7 +330,7 @@ describe("the lifecycle, in-process: stopping", () => {
       const { child, upgrade } = yield* Effect.scoped(Effect.gen(function*() {
         const { fakes, lifecycle } = yield* ready()
         // Forked outside the lifecycle's scope, as a caller would be.
-        const upgrade = yield* Effect.forkDaemon(lifecycle.upgrade)
+        const upgrade = yield* Fx.forkDetach(lifecycle.upgrade)
         const child = yield* fakes.next
         yield* Deferred.await(child.handed)
         return { child, upgrade }

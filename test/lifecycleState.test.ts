@@ -4,9 +4,9 @@
  * socket path, and the module comment's diagram against the table.
  */
 import { assert, describe, it } from "@effect/vitest"
-import * as Either from "effect/Either"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
+import * as Fx from "../src/internal/fx.js"
 import type { Event, State } from "../src/internal/lifecycle/state.js"
 import { machine, mayUnlink, refusal, transition, TRANSITIONS } from "../src/internal/lifecycle/state.js"
 
@@ -35,11 +35,11 @@ describe("the lifecycle's state machine: transitions", () => {
         const next = transition(state, event)
         const listed = TRANSITIONS[state._tag].includes(event._tag)
         if (event._tag === "Begin") {
-          assert.strictEqual(Either.isRight(next), state._tag === "Ready", `${state._tag} + Begin`)
+          assert.strictEqual(Fx.isSuccess(next), state._tag === "Ready", `${state._tag} + Begin`)
           continue
         }
-        assert.isTrue(Either.isRight(next), `${state._tag} + ${event._tag} is never refused`)
-        const changed = JSON.stringify(Either.getOrThrow(next)) !== JSON.stringify(state)
+        assert.isTrue(Fx.isSuccess(next), `${state._tag} + ${event._tag} is never refused`)
+        const changed = JSON.stringify(Fx.getOrThrow(next)) !== JSON.stringify(state)
         // Upgrading + Spawned with the same pid would be a no-op change; the fixtures use different pids.
         assert.strictEqual(changed, listed, `${state._tag} + ${event._tag}`)
       }
@@ -49,7 +49,7 @@ describe("the lifecycle's state machine: transitions", () => {
   it("goes Starting, Ready, Upgrading, Upgrading{childPid}, Ready again on failure, then Upgraded", () => {
     const m = machine()
     const tags = () => m.get()._tag
-    assert.isTrue(Either.isLeft(m.apply({ _tag: "Begin", pid: 1, parentPid: undefined })), "not ready yet")
+    assert.isTrue(Fx.isFailure(m.apply({ _tag: "Begin", pid: 1, parentPid: undefined })), "not ready yet")
     assert.strictEqual(tags(), "Starting")
     m.apply({ _tag: "MarkReady" })
     m.apply({ _tag: "Begin", pid: 1, parentPid: undefined })

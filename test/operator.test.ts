@@ -5,17 +5,18 @@
  * service.
  */
 import { assert, describe, it } from "@effect/vitest"
-import * as ConfigProvider from "effect/ConfigProvider"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import * as Durations from "../src/internal/duration.js"
+import * as Fx from "../src/internal/fx.js"
 import * as PidFile from "../src/PidFile.js"
 import * as Upgrader from "../src/Upgrader.js"
 import { cli } from "./helpers/cli.js"
 import { freePort, generations, isAlive, Run, tempDir, writePlan } from "./helpers/fixture.js"
+import { withConfigEnv } from "./helpers/services.js"
 
 const { start, track } = generations()
 const loopback = { host: "127.0.0.1", port: 0 }
@@ -66,16 +67,16 @@ describe("durations", () => {
 
   it.effect("a wrong one in the environment names the variable and the accepted forms", () =>
     Effect.gen(function*() {
-      const good = yield* Effect.withConfigProvider(
-        Upgrader.config,
-        ConfigProvider.fromMap(new Map([["TABLEFLIP_PROBATION", "5s"], ["TABLEFLIP_UPGRADE_TIMEOUT", "2min"]]))
+      // A Config is an Effect on Effect 3 only; on both it can be yielded.
+      const read = Effect.gen(function*() {
+        return yield* Upgrader.config
+      })
+      const good = yield* read.pipe(
+        withConfigEnv({ TABLEFLIP_PROBATION: "5s", TABLEFLIP_UPGRADE_TIMEOUT: "2min" })
       )
-      assert.strictEqual(Duration.toMillis(Duration.decode(good.probation!)), 5000)
-      assert.strictEqual(Duration.toMillis(Duration.decode(good.upgradeTimeout!)), 120_000)
-      const bad = yield* Effect.flip(Effect.withConfigProvider(
-        Upgrader.config,
-        ConfigProvider.fromMap(new Map([["TABLEFLIP_PROBATION", "5 secs please"]]))
-      ))
+      assert.strictEqual(Duration.toMillis(Fx.decodeDuration(good.probation!)), 5000)
+      assert.strictEqual(Duration.toMillis(Fx.decodeDuration(good.upgradeTimeout!)), 120_000)
+      const bad = yield* Effect.flip(read.pipe(withConfigEnv({ TABLEFLIP_PROBATION: "5 secs please" })))
       assert.include(String(bad), "TABLEFLIP_PROBATION")
       assert.include(String(bad), "\"5s\", \"1min 30s\"")
     }))

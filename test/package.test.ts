@@ -27,11 +27,22 @@ const blocks = (language: string): Array<string> =>
     [...text.matchAll(new RegExp("```" + language + "\\n([\\s\\S]*?)```", "g"))].map((match) => match[1]!)
   )
 
-/** The README's TypeScript install line: the last `npm install` of the Install section. */
+/** The Effect major this build is for (3 at the root, 4 in the Effect 4 tree), from the package.json it runs under. */
+const effectMajor = (JSON.parse(Fs.readFileSync(Path.join(root, "package.json"), "utf8")) as {
+  devDependencies: Record<string, string>
+}).devDependencies["effect"]!.replace(/^\D*/, "").split(".")[0]
+
+/** The README's TypeScript install line for this build: the last `npm install` of the Install section with its effect@major. */
 const installWords = (): Array<string> => {
   const section = readme.slice(readme.indexOf("## Install"), readme.indexOf("## Quick start"))
-  const lines = section.split("\n").filter((line) => line.startsWith("npm install effect-tableflip"))
-  assert.isAbove(lines.length, 0, "the README's Install section has an `npm install effect-tableflip` line")
+  const lines = section.split("\n").filter((line) =>
+    line.startsWith("npm install effect-tableflip") && line.split(/\s+/).includes(`effect@${effectMajor}`)
+  )
+  assert.isAbove(
+    lines.length,
+    0,
+    `the README's Install section has an \`npm install effect-tableflip ... effect@${effectMajor}\` line`
+  )
   return lines.at(-1)!.split(/\s+/).slice(2)
 }
 
@@ -70,7 +81,8 @@ beforeAll(() => {
   tarball = Path.join(destination, info!.filename)
   packed = info!.files.map((file) => file.path)
   app = project("consumer", "module")
-  npm(["install", ...installWords().map((word) => (word === "effect-tableflip" ? tarball : word))], app)
+  // `effect-tableflip` or a tagged `effect-tableflip@effect3`: either way, this build's tarball.
+  npm(["install", ...installWords().map((word) => (/^effect-tableflip(@|$)/.test(word) ? tarball : word))], app)
 }, 300_000)
 
 /**

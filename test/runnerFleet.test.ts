@@ -8,8 +8,7 @@
  * real-process runner tests (runner.test.ts, operator.test.ts) keep one run
  * per behaviour against the OS; this file exercises the fleet's paths fast.
  */
-import { assert, describe, it } from "@effect/vitest"
-import * as Cause from "effect/Cause"
+import { assert, describe } from "@effect/vitest"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -17,14 +16,16 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
-import * as TestClock from "effect/TestClock"
 import type * as Announce from "../src/internal/announce.js"
+import * as Fx from "../src/internal/fx.js"
 import type * as Protocol from "../src/internal/protocol.js"
 import type { Handover } from "../src/internal/registry.js"
 import * as Fleet from "../src/internal/runner/fleet.js"
 import * as Steps from "../src/internal/runner/steps.js"
 import type * as Spawn from "../src/internal/spawn.js"
 import { type FakeChild, isDone, makeFakeChild } from "./helpers/fakeChild.js"
+import { it } from "./helpers/it.js"
+import { adjustTestClock } from "./helpers/services.js"
 
 const TIMEOUT = Duration.seconds(30)
 
@@ -105,7 +106,7 @@ const setup = (probation: Duration.Duration = Duration.zero) =>
 /** Generation 1 started, its listener handed up, ready and serving. */
 const serving = Effect.gen(function*() {
   const ctx = yield* setup()
-  const starting = yield* Effect.fork(Steps.startFirst(ctx.fleet, "fake-app"))
+  const starting = yield* Fx.fork(Steps.startFirst(ctx.fleet, "fake-app"))
   const first = yield* ctx.next
   const listener = handle("first's listener")
   first.up.descriptor({ tableflip: "descriptor", key: tcp(8080).key, descriptor: tcp(8080) }, listener)
@@ -117,7 +118,7 @@ const serving = Effect.gen(function*() {
 /** Gives the fibers the runner started from its callbacks turns until `check` holds (bounded). */
 const eventually = (check: () => boolean) =>
   Effect.gen(function*() {
-    for (let turn = 0; turn < 1000 && !check(); turn++) yield* Effect.yieldNow()
+    for (let turn = 0; turn < 1000 && !check(); turn++) yield* Fx.yieldNow
     assert.isTrue(check(), "not within 1000 turns of the scheduler")
   })
 
@@ -125,7 +126,7 @@ const exitTag = <A, E extends { readonly _tag: string }>(exit: Exit.Exit<A, E>):
   Exit.match(exit, {
     onSuccess: () => "success",
     onFailure: (cause) =>
-      Option.match(Cause.failureOption(cause), {
+      Option.match(Fx.failureOption(cause), {
         onNone: () => "defect",
         onSome: (error) => error._tag
       })
@@ -147,7 +148,7 @@ describe("the runner's fleet, in-process with a fake spawner", () => {
   it.scoped("an upgrade hands the held listener to generation 2, tells 1 to exit, and keeps the one handle", () =>
     Effect.gen(function*() {
       const { first, fleet, listener, next, said } = yield* serving
-      const upgrading = yield* Effect.fork(Steps.recorded(fleet, "upgrade"))
+      const upgrading = yield* Fx.fork(Steps.recorded(fleet, "upgrade"))
       const second = yield* next
       assert.strictEqual(second.manifest.generation, 2)
       assert.strictEqual(second.manifest.predecessorPid, first.pid)
@@ -174,7 +175,7 @@ describe("the runner's fleet, in-process with a fake spawner", () => {
   it.scoped("a generation that exits before ready fails the upgrade; its listeners close and 1 serves on", () =>
     Effect.gen(function*() {
       const { fleet, first, listener, next, said } = yield* serving
-      const upgrading = yield* Effect.fork(Steps.recorded(fleet, "upgrade"))
+      const upgrading = yield* Fx.fork(Steps.recorded(fleet, "upgrade"))
       const second = yield* next
       const own = handle("second's listener")
       second.up.descriptor({ tableflip: "descriptor", key: tcp(9090).key, descriptor: tcp(9090) }, own)
@@ -191,9 +192,9 @@ describe("the runner's fleet, in-process with a fake spawner", () => {
   it.scoped("a generation that never says ready is killed at the upgrade timeout", () =>
     Effect.gen(function*() {
       const { fleet, first, next } = yield* serving
-      const upgrading = yield* Effect.fork(Steps.recorded(fleet, "upgrade"))
+      const upgrading = yield* Fx.fork(Steps.recorded(fleet, "upgrade"))
       const second = yield* next
-      yield* TestClock.adjust(TIMEOUT)
+      yield* adjustTestClock(TIMEOUT)
       assert.strictEqual(exitTag(yield* Fiber.await(upgrading)), "UpgradeTimeout")
       assert.isTrue(second.record.killed)
       assert.strictEqual(fleet.current?.child, first)
@@ -202,7 +203,7 @@ describe("the runner's fleet, in-process with a fake spawner", () => {
   it.scoped("prepare parks generation 2 without sockets; the next upgrade sends it go with the held listener", () =>
     Effect.gen(function*() {
       const { fleet, first, listener, next, spawned } = yield* serving
-      const preparing = yield* Effect.fork(Steps.recorded(fleet, "prepare"))
+      const preparing = yield* Fx.fork(Steps.recorded(fleet, "prepare"))
       const second = yield* next
       assert.strictEqual(second.manifest.prepared, true)
       // Told what it will be handed, but handed nothing before `go`.
@@ -213,7 +214,7 @@ describe("the runner's fleet, in-process with a fake spawner", () => {
       assert.strictEqual(fleet.parked?.child, second)
       assert.deepStrictEqual(second.record.sent, [])
 
-      const upgrading = yield* Effect.fork(Steps.recorded(fleet, "upgrade"))
+      const upgrading = yield* Fx.fork(Steps.recorded(fleet, "upgrade"))
       yield* Deferred.await(second.handed)
       const [go] = second.record.sent
       assert.isTrue(typeof go === "object" && go.go.prepared === undefined && go.go.predecessorPid === first.pid)
@@ -231,13 +232,13 @@ describe("the runner's fleet, in-process with a fake spawner", () => {
   it.scoped("a parked generation that exits is forgotten; the next upgrade starts one afresh", () =>
     Effect.gen(function*() {
       const { fleet, next, spawned } = yield* serving
-      const preparing = yield* Effect.fork(Steps.recorded(fleet, "prepare"))
+      const preparing = yield* Fx.fork(Steps.recorded(fleet, "prepare"))
       const second = yield* next
       yield* Deferred.succeed(second.parked, undefined)
       yield* Fiber.join(preparing)
       yield* Deferred.succeed(second.exited, { code: 1, signal: null })
       yield* eventually(() => fleet.parked === undefined)
-      const upgrading = yield* Effect.fork(Steps.recorded(fleet, "upgrade"))
+      const upgrading = yield* Fx.fork(Steps.recorded(fleet, "upgrade"))
       const third = yield* next
       assert.strictEqual(spawned(), 3)
       yield* Deferred.await(third.handed)
@@ -249,7 +250,7 @@ describe("the runner's fleet, in-process with a fake spawner", () => {
   it.scoped("a generation's own upgrade request during an upgrade is answered UpgradeInProgress", () =>
     Effect.gen(function*() {
       const { first, fleet, next } = yield* serving
-      const upgrading = yield* Effect.fork(Steps.recorded(fleet, "upgrade"))
+      const upgrading = yield* Fx.fork(Steps.recorded(fleet, "upgrade"))
       const second = yield* next
       first.up.upgrade({ tableflip: "upgrade", seq: 7 }, undefined)
       yield* eventually(() => first.record.posted.length > 0)
@@ -266,7 +267,7 @@ describe("the runner's fleet, in-process with a fake spawner", () => {
   it.scoped("an upgrade before generation 1 is ready is refused NotReady", () =>
     Effect.gen(function*() {
       const { fleet, next } = yield* setup()
-      yield* Effect.fork(Steps.startFirst(fleet, "fake-app"))
+      yield* Fx.fork(Steps.startFirst(fleet, "fake-app"))
       yield* next
       assert.strictEqual(exitTag(yield* Effect.exit(Steps.recorded(fleet, "upgrade"))), "NotReady")
     }))
@@ -281,7 +282,7 @@ describe("the runner's fleet, in-process with a fake spawner", () => {
   it.scoped("stop kills the parked generation, tells the others to stop, and refuses what comes after", () =>
     Effect.gen(function*() {
       const { first, fleet, next, said } = yield* serving
-      const preparing = yield* Effect.fork(Steps.recorded(fleet, "prepare"))
+      const preparing = yield* Fx.fork(Steps.recorded(fleet, "prepare"))
       const second = yield* next
       yield* Deferred.succeed(second.parked, undefined)
       yield* Fiber.join(preparing)
@@ -297,7 +298,7 @@ describe("the runner's fleet, in-process with a fake spawner", () => {
   it.scoped("stopped before generation 1 is ready: it is killed and the runner leaves with its exit code", () =>
     Effect.gen(function*() {
       const { fleet, next } = yield* setup()
-      const starting = yield* Effect.fork(Steps.startFirst(fleet, "fake-app"))
+      const starting = yield* Fx.fork(Steps.startFirst(fleet, "fake-app"))
       const first = yield* next
       // The fake pid is no process: the SIGTERM the runner tries fails, and the kill that follows ends it.
       yield* Fleet.stop(fleet, "SIGINT")

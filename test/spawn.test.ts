@@ -11,6 +11,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
+import * as Fx from "../src/internal/fx.js"
 import * as Protocol from "../src/internal/protocol.js"
 import * as Spawn from "../src/internal/spawn.js"
 import { exists, isAlive } from "./helpers/fixture.js"
@@ -36,14 +37,14 @@ const nothing = { descriptors: [], sockets: [], fds: [] }
 const gone = (pid: number) =>
   Effect.sync(() => exists(pid)).pipe(
     Effect.repeat({ schedule: Schedule.spaced("20 millis"), until: (there) => !there }),
-    Effect.timeoutFail({ duration: "20 seconds", onTimeout: () => new Error(`pid ${pid} still exists`) })
+    Fx.timeoutFail({ duration: "20 seconds", onTimeout: () => new Error(`pid ${pid} still exists`) })
   )
 
 describe("spawn: the child as a scoped resource", () => {
   it.live("closing the caller's scope kills and reaps a child not handed over, and completes its exit", () =>
     Effect.gen(function*() {
       const scope = yield* Scope.make()
-      const child = yield* Scope.extend(Spawn.spawn(command, manifest, nothing), scope)
+      const child = yield* Spawn.spawn(command, manifest, nothing).pipe(Fx.inScope(scope))
       assert.isTrue(isAlive(child.pid), "started")
       yield* Scope.close(scope, Exit.void)
       const exited = yield* Deferred.await(child.exited).pipe(Effect.timeout("20 seconds"))
@@ -54,7 +55,7 @@ describe("spawn: the child as a scoped resource", () => {
   it.live("a child handed over outlives the scope", () =>
     Effect.gen(function*() {
       const scope = yield* Scope.make()
-      const child = yield* Scope.extend(Spawn.spawn(command, manifest, nothing), scope)
+      const child = yield* Spawn.spawn(command, manifest, nothing).pipe(Fx.inScope(scope))
       yield* child.detach
       yield* Scope.close(scope, Exit.void)
       assert.isTrue(isAlive(child.pid), "still running after the scope closed")

@@ -4,21 +4,16 @@
  * (done, a timeout, interruption) leaves no connection and no relay behind.
  * Real sockets; no sleeps: every wait is on an event.
  */
-import * as HttpRouter from "@effect/platform/HttpRouter"
-import * as HttpServer from "@effect/platform/HttpServer"
-import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import { assert, describe, it } from "@effect/vitest"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
-import * as Layer from "effect/Layer"
-import * as Logger from "effect/Logger"
 import * as Http from "node:http"
 import * as Net from "node:net"
 import * as Drain from "../src/Drain.js"
-import * as TableflipHttp from "../src/HttpServer.js"
-import * as UpgraderTest from "../src/UpgraderTest.js"
+import * as Fx from "../src/internal/fx.js"
 import * as Warmup from "../src/Warmup.js"
+import { replaceLogger } from "./helpers/logging.js"
 
 /** A server that listens nowhere, with what its handler saw. */
 const serve = (handler: (request: Http.IncomingMessage, response: Http.ServerResponse) => void) => {
@@ -32,7 +27,7 @@ const serve = (handler: (request: Http.IncomingMessage, response: Http.ServerRes
 
 /** Whether a connection to 127.0.0.1:`port` is refused. */
 const refused = (port: number) =>
-  Effect.async<boolean>((resume) => {
+  Fx.callback<boolean>((resume) => {
     const socket = Net.connect(port, "127.0.0.1")
     socket.once("connect", () => {
       socket.destroy()
@@ -45,8 +40,8 @@ const refused = (port: number) =>
 const logged = <A>(effect: Effect.Effect<A>) =>
   Effect.gen(function*() {
     const lines: Array<string> = []
-    const logger = Logger.make(({ logLevel, message }) => lines.push(`${logLevel.label} ${String(message)}`))
-    const result = yield* effect.pipe(Effect.provide(Logger.replace(Logger.defaultLogger, logger)))
+    const logger = replaceLogger((level, message) => lines.push(`${level} ${String(message)}`))
+    const result = yield* effect.pipe(Effect.provide(logger))
     return { result, lines }
   })
 
@@ -108,8 +103,8 @@ describe("Warmup.http", () => {
   it.effect("interrupted, it closes the relay and its connections before it returns", () =>
     Effect.gen(function*() {
       const first = yield* Deferred.make<void>()
-      const { seen, server, tracker } = serve(() => Deferred.unsafeDone(first, Effect.void))
-      const fiber = yield* Effect.fork(Warmup.http(server, { requests: 8 }))
+      const { seen, server, tracker } = serve(() => Fx.doneUnsafe(first, Effect.void))
+      const fiber = yield* Fx.fork(Warmup.http(server, { requests: 8 }))
       yield* Deferred.await(first)
       yield* Fiber.interrupt(fiber)
       assert.strictEqual(tracker.connections(), 0)
@@ -123,33 +118,4 @@ describe("Warmup.http", () => {
       assert.strictEqual(report.requests, 0)
       assert.strictEqual(seen.length, 0)
     }))
-})
-
-describe("HttpServer.layer's warmup option", () => {
-  it.effect("an HttpRouter app gets the warm-up requests before the layer is built, off the shared socket", () =>
-    Effect.gen(function*() {
-      let answered = 0
-      const raw = Http.createServer()
-      const ports: Array<number> = []
-      raw.prependListener("request", (request: Http.IncomingMessage) => ports.push(request.socket.localPort!))
-      const App = HttpRouter.empty.pipe(
-        HttpRouter.get(
-          "/warm",
-          Effect.sync(() => {
-            answered++
-            return HttpServerResponse.text("ok")
-          })
-        ),
-        HttpServer.serve(),
-        Layer.provide(TableflipHttp.layer(
-          { host: "127.0.0.1", port: 0 },
-          { server: () => raw, warmup: { requests: 12, path: "/warm" } }
-        ))
-      )
-      yield* Layer.build(App)
-      assert.strictEqual(answered, 12)
-      assert.strictEqual(ports.length, 12)
-      const listening = (raw.address() as Net.AddressInfo).port
-      assert.isFalse(ports.includes(listening), "warm-up went through the relay")
-    }).pipe(Effect.scoped, Effect.provide(UpgraderTest.layer())))
 })

@@ -5,7 +5,6 @@
  * @internal
  */
 import * as Config from "effect/Config"
-import * as ConfigError from "effect/ConfigError"
 import * as Duration from "effect/Duration"
 import * as Option from "effect/Option"
 import type { Options } from "../Upgrader.js"
@@ -15,10 +14,10 @@ import * as Lifecycle from "./lifecycle.js"
 
 /** A duration in either spelling; a wrong one names the variable (Config adds it) and the forms. */
 const durationConfig = (name: string): Config.Config<Duration.Duration> =>
-  Config.string(name).pipe(Config.mapOrFail((text) => {
+  Fx.configString(Config, name).pipe(Fx.configRefine(Config, name, (text: string) => {
     const duration = Durations.parse(text)
     return duration === undefined
-      ? Fx.fail(ConfigError.InvalidData([], `${JSON.stringify(text)} is not a duration; use ${Durations.FORMS}`))
+      ? Fx.fail(`${JSON.stringify(text)} is not a duration; use ${Durations.FORMS}`)
       : Fx.succeed(duration)
   }))
 
@@ -27,7 +26,7 @@ export const config: Config.Config<Options> = Config.all({
   upgradeTimeout: durationConfig("TABLEFLIP_UPGRADE_TIMEOUT").pipe(
     Config.withDefault(Lifecycle.DEFAULT_UPGRADE_TIMEOUT)
   ),
-  pidFile: Config.option(Config.string("TABLEFLIP_PID_FILE")),
+  pidFile: Config.option(Fx.configString(Config, "TABLEFLIP_PID_FILE")),
   probation: durationConfig("TABLEFLIP_PROBATION").pipe(Config.withDefault(Duration.zero))
 }).pipe(Config.map(({ pidFile, probation, upgradeTimeout }) => ({
   upgradeTimeout,

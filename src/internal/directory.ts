@@ -109,7 +109,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
         "(another unit instance, a new release) and it takes over through the directory"
     })
   )
-  const upgrader: Upgrader["Type"] = {
+  const upgrader: Fx.ShapeOf<Upgrader> = {
     pid: process.pid,
     generation,
     hasParent: predecessor !== undefined,

@@ -132,9 +132,9 @@ export const recordOutcome = (
           : { outcome: "upgraded", child: exit.value.pid, handedOver: handsOver }
         : {
           outcome: "failed",
-          error: Option.match(Cause.failureOption(exit.cause), {
+          error: Option.match(Fx.failureOption(exit.cause), {
             onNone: () =>
-              Cause.isInterruptedOnly(exit.cause)
+              Fx.isInterruptedOnly(exit.cause)
                 ? { _tag: "Interrupted", message: "interrupted (the process is stopping)" }
                 : { _tag: "Defect", message: Cause.pretty(exit.cause).split("\n")[0]! },
             onSome: (error) => ({ _tag: error._tag, message: error.message })

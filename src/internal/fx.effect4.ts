@@ -4,6 +4,9 @@
  *
  * @internal
  */
+import * as Cause from "effect/Cause"
+import type * as ConfigModule from "effect/Config"
+import * as ConfigProvider from "effect/ConfigProvider"
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
@@ -11,6 +14,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
+import type * as LoggerModule from "effect/Logger"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
@@ -47,6 +51,8 @@ export const matchResult = <A, E, B, C = B>(
   cases: { readonly onSuccess: (a: A) => B; readonly onFailure: (e: E) => C }
 ): B | C => Result_.match(self, cases)
 /** @internal */
+export const tryResult = <A>(f: () => A): Result<A, unknown> => Result_.try(f)
+/** @internal */
 export const fromResult = <A, E>(self: Result<A, E>): Effect.Effect<A, E> =>
   Result_.match(self, { onFailure: Effect.fail, onSuccess: Effect.succeed })
 
@@ -73,6 +79,32 @@ export const timeoutFail =
 export const inScope =
   (scope: Scope.Scope) => <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, Exclude<R, Scope.Scope>> =>
     Scope.provide(scope)(self)
+/** @internal */
+export const timeoutTo = <A, B, B1>(
+  options: { readonly duration: DurationInput; readonly onSuccess: (a: A) => B; readonly onTimeout: () => B1 }
+) =>
+<E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<B | B1, E, R> =>
+  Effect.map(
+    Effect.timeoutOption(self, options.duration),
+    Option.match({ onNone: options.onTimeout, onSome: options.onSuccess })
+  )
+/** @internal */
+export const timeoutTag = "TimeoutError" as const
+/** @internal */
+export const catchAllCause: <E, A2, E2, R2>(
+  f: (cause: Cause.Cause<E>) => Effect.Effect<A2, E2, R2>
+) => <A, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A2 | A, E2, R2 | R> = Effect.catchCause
+/** @internal */
+export const catchAllDefect: <A2, E2, R2>(
+  f: (defect: unknown) => Effect.Effect<A2, E2, R2>
+) => <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A2 | A, E2 | E, R2 | R> = Effect.catchDefect
+/** @internal */
+export const result: <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<Result<A, E>, never, R> = Effect.result
+/** @internal */
+export const fork = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<RunningFiber<A, E>, never, R> =>
+  Effect.forkChild(self)
+/** @internal */
+export const forkScope = (scope: Scope.Scope): Effect.Effect<Scope.Closeable> => Scope.fork(scope, "sequential")
 /**
  * Effect 3's `Exit.isInterrupted` (a failure whose cause is interruption only). Effect 4 has
  * `hasInterrupts`, which is also true for a failure that was interrupted on top of an error.
@@ -80,6 +112,14 @@ export const inScope =
  */
 export const isInterrupted = <A, E>(self: Exit.Exit<A, E>): boolean =>
   Exit.isFailure(self) && self.cause.reasons.length > 0 && self.cause.reasons.every((r) => r._tag === "Interrupt")
+
+/** Effect 3's `Cause.isFailType`: exactly one reason, a typed failure. @internal */
+export const isFailType = <E>(self: Cause.Cause<E>): boolean =>
+  self.reasons.length === 1 && Cause.isFailReason(self.reasons[0]!)
+/** @internal */
+export const failureOption: <E>(self: Cause.Cause<E>) => Option.Option<E> = Cause.findErrorOption
+/** @internal */
+export const isInterruptedOnly: <E>(self: Cause.Cause<E>) => boolean = Cause.hasInterruptsOnly
 
 /** @internal */
 export const doneUnsafe = <A, E>(self: Deferred.Deferred<A, E>, effect: Effect.Effect<A, E>): void =>
@@ -103,6 +143,30 @@ export type RunningFiber<A, E> = Fiber.Fiber<A, E>
 export const fromNullable: <A>(value: A) => Option.Option<NonNullable<A>> = Option.fromNullishOr
 
 /** @internal */
+export type ConfigError = ConfigModule.ConfigError
+/** @internal */
+export const configString = (Config: typeof ConfigModule, name: string): ConfigModule.Config<string> =>
+  Config.String(name)
+/** Effect 4's Config does not name the variable in a refinement's error: the message does. @internal */
+export const configRefine =
+  <A, B>(Config: typeof ConfigModule, name: string, f: (a: A) => Result<B, string>) =>
+  (self: ConfigModule.Config<A>): ConfigModule.Config<B> =>
+    Config.mapEffect(self, (a) =>
+      Result_.match(f(a), {
+        onSuccess: Effect.succeed,
+        onFailure: (message) =>
+          Effect.fail(new Config.ConfigError(new ConfigProvider.SourceError({ message: `${name}: ${message}` })))
+      }))
+/** @internal */
+export const consoleLoggers = (
+  Logger: typeof LoggerModule
+): Record<"pretty" | "logfmt" | "json", Layer.Layer<never>> => ({
+  pretty: Logger.layer([Logger.consolePretty()]),
+  logfmt: Logger.layer([Logger.consoleLogFmt]),
+  json: Logger.layer([Logger.consoleJson])
+})
+
+/** @internal */
 export const incrementTagged = (counter: Metric.Counter<number>, key: string, value: string): Effect.Effect<void> =>
   Metric.update(Metric.withAttributes(counter, { [key]: value }), 1)
 
@@ -113,3 +177,48 @@ export const Tag = <Self, Shape>() => <const Key extends string>(key: Key) => Co
 
 /** @internal */
 export const layerScoped = Layer.effect
+/** @internal */
+export const layerScopedContext: <A, E, R>(
+  effect: Effect.Effect<Context.Context<A>, E, R>
+) => Layer.Layer<A, E, Exclude<R, Scope.Scope>> = Layer.effectContext
+/** @internal */
+export const layerScopedDiscard: <X, E, R>(
+  effect: Effect.Effect<X, E, R>
+) => Layer.Layer<never, E, Exclude<R, Scope.Scope>> = Layer.effectDiscard
+/** @internal */
+export const layerUnwrap: <A, E1, R1, E, R>(
+  self: Effect.Effect<Layer.Layer<A, E1, R1>, E, R>
+) => Layer.Layer<A, E | E1, R1 | Exclude<R, Scope.Scope>> = Layer.unwrap
+
+// used by HttpServer/State
+
+/** @internal */
+export const singleFailure = <E>(cause: Cause.Cause<E>): Option.Option<E> =>
+  cause.reasons.length === 1 && Cause.isFailReason(cause.reasons[0]!)
+    ? Option.some(cause.reasons[0].error)
+    : Option.none()
+
+// used by tests (test/**): names the suite needs on both majors that src does not.
+
+/** @internal */
+export const pollFiber = <A, E>(self: Fiber.Fiber<A, E>): Effect.Effect<Option.Option<Exit.Exit<A, E>>> =>
+  Effect.sync(() => Option.fromUndefinedOr(self.pollUnsafe()))
+/** @internal */
+export const dieMessage = (message: string): Effect.Effect<never> => Effect.die(new Error(message))
+/** @internal */
+export type EffectSuccess<T> = Effect.Success<T>
+/** Effect 4 has no `Layer.memoize`: the layer is built once, on first use, into the caller's scope. @internal */
+export const memoizeLayer = <A, E, R>(
+  self: Layer.Layer<A, E, R>
+): Effect.Effect<Layer.Layer<A, E, R>, never, Scope.Scope> =>
+  Effect.flatMap(
+    Effect.scope,
+    (scope) => Effect.map(Effect.cached(Layer.buildWithScope(self, scope)), Layer.effectContext)
+  )
+/** @internal */
+export const counterCount = (counter: Metric.Counter<number>, key: string, value: string): Effect.Effect<number> =>
+  Effect.map(Metric.value(Metric.withAttributes(counter, { [key]: value })), (state) => state.count)
+/** @internal */
+export const yieldNow: Effect.Effect<void> = Effect.yieldNow
+/** @internal */
+export const getOrThrow: <A, E>(self: Result<A, E>) => A = Result_.getOrThrow

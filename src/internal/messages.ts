@@ -5,6 +5,7 @@
  *
  * @internal
  */
+import * as Fx from "./fx.js"
 import * as Protocol from "./protocol.js"
 
 // --- Parent (the previous generation, or the runner) to child --------------------------------
@@ -196,7 +197,7 @@ export const decode = <M extends Message>(decoders: Decoders<M>, raw: unknown): 
   if (!Object.hasOwn(decoders, tag)) return { _tag: "Unknown", tag }
   const decoder = decoders[tag as M["tableflip"]] as (from: Readonly<Record<string, unknown>>) => M
   const decoded = Protocol.check(raw, (value) => decoder(Protocol.fields(value, "")))
-  return decoded._tag === "Right"
-    ? { _tag: "Message", message: decoded.right }
-    : { _tag: "Malformed", tag: tag as M["tableflip"], reason: decoded.left }
+  return Fx.isSuccess(decoded)
+    ? { _tag: "Message", message: Fx.successOf(decoded) }
+    : { _tag: "Malformed", tag: tag as M["tableflip"], reason: Fx.failureOf(decoded) }
 }

@@ -41,8 +41,11 @@ export const make = (): Notify => {
     }
   }
   return (...fields) =>
-    Effect.try(() => send(fields.map(([key, value]) => `${key}=${value}`).join("\n"), fields)).pipe(
-      Fx.catchAll(({ error }) => {
+    Effect.try({
+      try: () => send(fields.map(([key, value]) => `${key}=${value}`).join("\n"), fields),
+      catch: (error) => error
+    }).pipe(
+      Fx.catchAll((error) => {
         const code = (error as NodeJS.ErrnoException).code ?? "other"
         if (warned.has(code)) return Effect.void
         warned.add(code)

@@ -3,7 +3,6 @@
  *
  * @internal
  */
-import * as Cause from "effect/Cause"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
@@ -14,7 +13,7 @@ import * as Log from "./log.js"
 
 /** Installs the handlers for the scope: `signal` upgrades, `prepare` (if any) prepares. @internal */
 export const install = (
-  upgrader: Upgrader["Type"],
+  upgrader: Fx.ShapeOf<Upgrader>,
   signal: NodeJS.Signals,
   prepare: NodeJS.Signals | undefined
 ): Effect.Effect<void, never, Scope.Scope> =>
@@ -61,7 +60,7 @@ const onSignal = (signal: NodeJS.Signals, action: Effect.Effect<string, UpgradeE
         action.pipe(
           Effect.matchCauseEffect({
             // The lifecycle logs its own failures; a defect must not end the loop, or later signals do nothing.
-            onFailure: (cause) => Cause.isFailType(cause) ? Effect.void : Log.error(`${signal} died`, cause),
+            onFailure: (cause) => Fx.isFailType(cause) ? Effect.void : Log.error(`${signal} died`, cause),
             onSuccess: (done) => Log.info(`${signal}: ${done}`)
           })
         )

@@ -7,7 +7,6 @@
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Exit from "effect/Exit"
 import * as Scope from "effect/Scope"
 import * as ChildProcess from "node:child_process"
@@ -263,7 +262,7 @@ export const spawn = (
 ): Effect.Effect<Child, SpawnError, Scope.Scope> =>
   Effect.gen(function*() {
     const owner = yield* Effect.scope
-    const scope = yield* Scope.fork(owner, ExecutionStrategy.sequential)
+    const scope = yield* Fx.forkScope(owner)
     const child = yield* acquire(command, manifest, handover, fromChild).pipe(
       Fx.inScope(scope),
       Effect.onExit((exit) => Exit.isSuccess(exit) ? Effect.void : Scope.close(scope, exit)),

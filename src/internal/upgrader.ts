@@ -16,7 +16,7 @@ import type { Lifecycle } from "./lifecycle.js"
 import * as Log from "./log.js"
 
 /** The public face of a lifecycle: its registry stays behind, with `Fds`. @internal */
-export const service = (lifecycle: Lifecycle): Upgrader["Type"] => ({
+export const service = (lifecycle: Lifecycle): Fx.ShapeOf<Upgrader> => ({
   pid: lifecycle.pid,
   generation: lifecycle.generation,
   hasParent: lifecycle.hasParent,
@@ -33,7 +33,7 @@ export const service = (lifecycle: Lifecycle): Upgrader["Type"] => ({
 
 /** @internal */
 export const launch = <ROut, E, RIn, E2, R2>(
-  upgrader: Upgrader["Type"],
+  upgrader: Fx.ShapeOf<Upgrader>,
   self: Layer.Layer<ROut, E, RIn>,
   options: {
     readonly readyWhen?: Effect.Effect<unknown, E2, R2> | undefined
@@ -52,7 +52,7 @@ export const launch = <ROut, E, RIn, E2, R2>(
 
 /** @internal */
 export const readyWhen = <E, R>(
-  upgrader: Upgrader["Type"],
+  upgrader: Fx.ShapeOf<Upgrader>,
   check: Effect.Effect<unknown, E, R>,
   timeoutInput: Fx.DurationInput | undefined
 ): Effect.Effect<void, HealthCheckFailed | PidFileError, R> =>
@@ -60,7 +60,7 @@ export const readyWhen = <E, R>(
     const timeout = Fx.decodeDuration(timeoutInput ?? Duration.seconds(30))
     return check.pipe(
       Fx.timeoutFail({ duration: timeout, onTimeout: () => `no answer within ${Duration.format(timeout)}` }),
-      Effect.catchAllCause((cause) => {
+      Fx.catchAllCause((cause) => {
         const reason = describeCause(Cause.squash(cause))
         return Effect.andThen(upgrader.unready(reason), new HealthCheckFailed({ pid: upgrader.pid, reason }))
       }),

@@ -8,6 +8,7 @@ import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
+import * as Fx from "../../src/internal/fx.js"
 import type * as Messages from "../../src/internal/messages.js"
 import type * as Protocol from "../../src/internal/protocol.js"
 import type { Handover } from "../../src/internal/registry.js"
@@ -71,9 +72,9 @@ export const makeFakeChild = (pid: number, manifest: Protocol.Manifest, handover
 /** Whether `effect` (an await) has completed, given every runnable fiber a turn first. */
 export const isDone = <A>(effect: Effect.Effect<A>) =>
   Effect.gen(function*() {
-    const fiber = yield* Effect.fork(effect)
-    yield* Effect.yieldNow()
-    const done = Option.isSome(yield* Fiber.poll(fiber))
+    const fiber = yield* Fx.fork(effect)
+    yield* Fx.yieldNow
+    const done = Option.isSome(yield* Fx.pollFiber(fiber))
     yield* Fiber.interrupt(fiber)
     return done
   })

@@ -10,6 +10,7 @@ import type * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import { parseArgs } from "node:util"
 import * as Durations from "../duration.js"
+import * as Fx from "../fx.js"
 import { COMMANDS, type CommandSpec, type Name } from "./spec.js"
 
 /** A command line the CLI refuses: printed with a pointer to the help, exit code 2. */
@@ -74,11 +75,7 @@ export const parseOptions = (name: Name, args: ReadonlyArray<string>, positional
   return { help: values.help === true, file: (key: string) => values[key] as string | undefined, duration, format }
 }
 
-const LOG_FORMATS: Record<string, Layer.Layer<never>> = {
-  pretty: Logger.pretty,
-  logfmt: Logger.logFmt,
-  json: Logger.json
-}
+const LOG_FORMATS: Record<string, Layer.Layer<never>> = Fx.consoleLoggers(Logger)
 
 /** Prints `text` (stdout for exit 0, else stderr) and succeeds with `code`, the exit code. */
 export const say = (code: number, text: string) =>

@@ -101,11 +101,12 @@ export const signalAndAwait = (name: keyof typeof SIGNALLED, args: ReadonlyArray
     const pidFile = options.file("pid-file")
     if (pidFile === undefined) throw new UsageError(`effect-tableflip ${name}: --pid-file is required`)
     const timeout = options.duration("timeout")
-    const verified = yield* Effect.either(PidFile.verify(pidFile))
-    if (verified._tag === "Left") {
-      return yield* say(verified.left._tag === "StalePidFile" ? 4 : 2, verified.left.message)
+    const verified = yield* Fx.result(PidFile.verify(pidFile))
+    if (Fx.isFailure(verified)) {
+      const error = Fx.failureOf(verified)
+      return yield* say(error._tag === "StalePidFile" ? 4 : 2, error.message)
     }
-    const pid = verified.right
+    const pid = Fx.successOf(verified)
     const identity = Procfs.processIdentity(pid)
     if (identity !== undefined && Procfs.catches(pid, signal) === false) {
       return yield* say(

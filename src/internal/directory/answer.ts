@@ -49,9 +49,10 @@ export const readAnswer = Effect.fnUntraced(
     const first = yield* readHeader(addon, fd, peer, received)
     if (first === undefined) return { _tag: "Nobody" } as const
     const header = Codec.decodeHeader(first.line)
-    if (Fx.isFailure(header)) return yield* Effect.fail(new Error(header.left))
-    if (header.right._tag === "Busy") return { _tag: "Busy", pid: peer.pid } as const
-    const { bytes } = header.right
+    if (Fx.isFailure(header)) return yield* Effect.fail(new Error(Fx.failureOf(header)))
+    const announced = Fx.successOf(header)
+    if (announced._tag === "Busy") return { _tag: "Busy", pid: peer.pid } as const
+    const { bytes } = announced
     const body: Array<Buffer> = [first.rest]
     let have = first.rest.length
     while (have < bytes) {
@@ -64,9 +65,9 @@ export const readAnswer = Effect.fnUntraced(
       body.push(data)
       have += data.length
     }
-    const offer = Codec.decodeManifest(header.right, Buffer.concat(body), received.length)
-    if (Fx.isFailure(offer)) return yield* Effect.fail(new Error(offer.left))
-    return { _tag: "Offer", fd, peer, offer: offer.right, fds: [...received] } as const
+    const offer = Codec.decodeManifest(announced, Buffer.concat(body), received.length)
+    if (Fx.isFailure(offer)) return yield* Effect.fail(new Error(Fx.failureOf(offer)))
+    return { _tag: "Offer", fd, peer, offer: Fx.successOf(offer), fds: [...received] } as const
   }
 )
 

@@ -9,7 +9,6 @@
  *
  * @internal
  */
-import * as Either from "effect/Either"
 import * as Fx from "../fx.js"
 import * as Protocol from "../protocol.js"
 
@@ -90,12 +89,12 @@ export const decodeManifest = (
   const { bytes, count } = header
   if (body.length > bytes) return Fx.fail(`the owner sent more than the ${bytes} bytes it announced`)
   if (fds !== count) return Fx.fail(`the owner announced ${count} sockets and sent ${fds}`)
-  const parsed = Either.try(() => JSON.parse(body.toString("utf8")) as unknown)
-  if (Fx.isFailure(parsed)) return Fx.fail(`the owner's manifest is not JSON: ${String(parsed.left)}`)
-  const decoded = Protocol.check(parsed.right, offerOf)
-  if (Fx.isFailure(decoded)) return Fx.fail(`the owner's manifest is malformed: ${decoded.left}`)
-  if (decoded.right.descriptors.length !== count) {
-    return Fx.fail(`the owner named ${decoded.right.descriptors.length} sockets and sent ${count}`)
+  const parsed = Fx.tryResult(() => JSON.parse(body.toString("utf8")) as unknown)
+  if (Fx.isFailure(parsed)) return Fx.fail(`the owner's manifest is not JSON: ${String(Fx.failureOf(parsed))}`)
+  const decoded = Protocol.check(Fx.successOf(parsed), offerOf)
+  if (Fx.isFailure(decoded)) return Fx.fail(`the owner's manifest is malformed: ${Fx.failureOf(decoded)}`)
+  if (Fx.successOf(decoded).descriptors.length !== count) {
+    return Fx.fail(`the owner named ${Fx.successOf(decoded).descriptors.length} sockets and sent ${count}`)
   }
   return decoded
 }

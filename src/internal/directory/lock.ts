@@ -7,7 +7,6 @@
  */
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Exit from "effect/Exit"
 import * as Scope from "effect/Scope"
 import * as Fs from "node:fs"
@@ -49,7 +48,7 @@ export const take = (
   // A scope of its own, closed at `ready` or with the enclosing one, whichever comes first
   // (closing a scope twice does nothing).
   return Effect.gen(function*() {
-    const scope = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.sequential)
+    const scope = yield* Fx.forkScope(yield* Effect.scope)
     yield* Effect.acquireRelease(acquire, (fd) => Effect.sync(() => Fs.closeSync(fd))).pipe(Fx.inScope(scope))
     return { release: Scope.close(scope, Exit.void) }
   })

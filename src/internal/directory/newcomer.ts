@@ -19,6 +19,7 @@ import * as Ref from "effect/Ref"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
 import { DirectoryError } from "../../UpgradeError.js"
+import * as Fx from "../fx.js"
 import * as Log from "../log.js"
 import type * as Native from "../native.js"
 import { readAnswer } from "./answer.js"
@@ -93,7 +94,7 @@ export const find = Effect.fnUntraced(function*(addon: Native.Addon, paths: Path
   return yield* loop.pipe(
     Effect.timeout(timeout),
     // The deadline names what the search was waiting for when it came.
-    Effect.catchTag("TimeoutException", () =>
+    Effect.catchTag(Fx.timeoutTag, () =>
       Effect.flatMap(Ref.get(search), ({ waitingFor }) =>
         new DirectoryError({
           path: paths.owner,
@@ -146,7 +147,7 @@ const askOnce = (
             waitingFor: `an answer from the owner (pid ${peer.pid}), connected at ${paths.owner}`
           }))
           return waiting.pipe(
-            Effect.andThen(Effect.fork(slowWarning(peer.pid, timeout, search))),
+            Effect.andThen(Fx.fork(slowWarning(peer.pid, timeout, search))),
             Effect.flatMap((warning) =>
               readAnswer(addon, attempt, peer, received).pipe(Effect.ensuring(Fiber.interrupt(warning)))
             )

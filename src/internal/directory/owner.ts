@@ -14,7 +14,6 @@
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Either from "effect/Either"
 import * as Ref from "effect/Ref"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
@@ -116,7 +115,10 @@ const onConnection = (deps: Deps, owner: Owner, stillOurs: Effect.Effect<boolean
   socket.on("error", () => {})
   const fd = Handles.socketFd(socket)
   const uid = process.geteuid?.() ?? 0
-  const peer = fd === undefined ? undefined : Either.getOrUndefined(Either.try(() => deps.addon.peerCred(fd)))
+  const peer = fd === undefined ? undefined : Fx.matchResult(Fx.tryResult(() => deps.addon.peerCred(fd)), {
+    onSuccess: (cred) => cred,
+    onFailure: () => undefined
+  })
   if (fd === undefined || peer === undefined || peer.uid !== uid) {
     deps.runFork(Log.warning(`refused a takeover by pid ${peer?.pid} (uid ${peer?.uid}): not uid ${uid}`))
     return socket.destroy()
@@ -143,11 +145,11 @@ const handOver = Effect.fnUntraced(
       descriptors: listeners.map((l) => l.descriptor as Codec.Offer["descriptors"][number])
     })
     const fds = listeners.map((l) => Handles.handleFd(l.handle)!)
-    const sent = Either.try(() => sendOffer(deps.addon, newcomer.socket, fd, fds, frame))
+    const sent = Fx.tryResult(() => sendOffer(deps.addon, newcomer.socket, fd, fds, frame))
     if (Fx.isFailure(sent)) {
       machine.step({ _tag: "Gone", newcomer })
       newcomer.socket.destroy()
-      return yield* Log.warning(`the handover to pid ${newcomer.pid} failed: ${String(sent.left)}`)
+      return yield* Log.warning(`the handover to pid ${newcomer.pid} failed: ${String(Fx.failureOf(sent))}`)
     }
     yield* Log.info(`handed the listeners to pid ${newcomer.pid}; waiting for it to be ready`)
     awaitReady(deps, newcomer, {
@@ -237,7 +239,7 @@ const onGone = (deps: Deps, owner: Owner, stillOurs: Effect.Effect<boolean>, new
   Effect.gen(function*() {
     const stepped = deps.machine.step({ _tag: "Gone", newcomer })
     // Refused: it was ready first. Stopped meanwhile: nothing to serve on.
-    if (Fx.isFailure(stepped) || stepped.right._tag !== "HandingOver") return
+    if (Fx.isFailure(stepped) || Fx.successOf(stepped)._tag !== "HandingOver") return
     yield* Log.warning(`pid ${newcomer.pid} went away before it was ready; serving on`)
     if (!(yield* stillOurs)) yield* owner.claim
     // It may have recorded itself as the owner before it died.

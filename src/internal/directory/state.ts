@@ -151,9 +151,9 @@ export const machine = (): Machine => {
   return {
     step: (event) => {
       const next = transition(current, event)
-      if (Fx.isFailure(next)) return Fx.fail(next.left)
+      if (Fx.isFailure(next)) return Fx.fail(Fx.failureOf(next))
       const left = current
-      current = next.right
+      current = Fx.successOf(next)
       return Fx.succeed(left)
     },
     get: () => current

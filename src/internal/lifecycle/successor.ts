@@ -9,10 +9,11 @@ import * as Deferred from "effect/Deferred"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
-import * as Scope from "effect/Scope"
+import type * as Scope from "effect/Scope"
 import type { UpgradeError } from "../../UpgradeError.js"
 import { SpawnError, UnregisteredListener } from "../../UpgradeError.js"
 import * as UpgradeErrors from "../errors.js"
+import * as Fx from "../fx.js"
 import type { Link } from "../link.js"
 import * as Log from "../log.js"
 import * as Protocol from "../protocol.js"
@@ -159,7 +160,7 @@ const start = (self: Self, stateText: string | undefined, onSpawned: (pid: numbe
     const prepared = yield* takeParked(self, handover)
     // A resource of the layer's scope: closing it kills a child not yet handed over.
     const child = prepared ?? (yield* self.spawn(ctx.command(), manifest, handover).pipe(
-      Scope.extend(ctx.scope),
+      Fx.inScope(ctx.scope),
       Effect.tapError(() => Effect.sync(() => ctx.registry.settle(false)))
     ))
     yield* onSpawned(child.pid)
@@ -213,9 +214,8 @@ const prepare = (self: Self) =>
     yield* checkStrays(ctx)
     const files = yield* ctx.registry.registeredFiles()
     const child = yield* Effect.acquireUseRelease(
-      Scope.extend(
-        self.spawn(ctx.command(), nextManifest(ctx, files.descriptors, { prepared: true }), { ...files, sockets: [] }),
-        ctx.scope
+      Fx.inScope(ctx.scope)(
+        self.spawn(ctx.command(), nextManifest(ctx, files.descriptors, { prepared: true }), { ...files, sockets: [] })
       ),
       (child) =>
         Log.info(`preparing generation ${ctx.generation + 1} (pid ${child.pid})`).pipe(

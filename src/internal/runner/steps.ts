@@ -60,7 +60,7 @@ export const start = (fleet: Fleet.Fleet, number: number, predecessorPid: number
     const generation: Fleet.Generation = { number, child, offered }
     // Watched before anything can fail, so that every child leaves `live` when it exits.
     yield* Deferred.await(child.exited).pipe(
-      Effect.tap(() => fleet.live.delete(child)),
+      Effect.tap(() => Effect.sync(() => fleet.live.delete(child))),
       Effect.flatMap((exited) => onExit(fleet, generation, exited)),
       Effect.forkScoped
     )
