@@ -10,6 +10,15 @@
 // @effect/platform; DirectoryUpgrader: FiberSet; the CLI) stay tsc's own files and load only when
 // imported. `effect`, `@effect/*` and Node's modules stay external: the app's own instances.
 //
+// What loads later stays out: a dynamic `import()` (the upgrade path, lifecycle/attempt.js, loaded
+// at the first upgrade or prepare) is left to Node, so its tsc file and what only it imports (the
+// metrics) are not in the core. Each such target is then bundled on its own, over its tsc file,
+// importing the core's part from the core (step 5): one more file at the first upgrade, not ten. Effect's modules are marked free of side effects, as Effect's
+// package.json says, so the core imports only those its code uses: an Effect module costs the
+// loader a file whether or not anything calls it. For the same reason internal/fx.js (aliases and
+// adapters, nothing whose identity matters) is inlined rather than re-exported: the core keeps
+// only the adapters it calls, and tsc's fx.js serves the modules outside the core.
+//
 // The bundle's source map chains through tsc's maps back to src/*.ts; tsc's .d.ts and .d.ts.map
 // files are untouched. Run after `tsc -p tsconfig.build.json`, which rewrites every dist/*.js.
 import { build } from "esbuild"
@@ -22,7 +31,10 @@ const dist = join(root, "dist")
 const CORE = "internal/core.js"
 
 // The public modules of an app's start, up to `ready`. Whatever they import joins them.
-const ROOTS = ["Upgrader.js", "Fds.js", "Drain.js", "UpgradeError.js", "PidFile.js", "Metrics.js"]
+const ROOTS = ["Upgrader.js", "Fds.js", "Drain.js", "UpgradeError.js", "PidFile.js"]
+
+// Bundled into the core for its own use, but not re-exported from it (see above).
+const INLINED = ["internal/fx.js"]
 
 const STUB_MARK = "// effect-tableflip: re-exports from the bundled core"
 
@@ -32,14 +44,30 @@ for (const file of ROOTS) {
   }
 }
 
-const external = ["effect", "effect/*", "@effect/*"]
+/** Effect's modules and dynamic imports stay Node's to load (see above). */
+const lazy = new Set()
+const outside = {
+  name: "outside",
+  setup(build) {
+    build.onResolve(
+      { filter: /^(effect|@effect\/)/ },
+      (args) => ({ path: args.path, external: true, sideEffects: false })
+    )
+    build.onResolve({ filter: /.*/ }, (args) => {
+      if (args.kind !== "dynamic-import") return undefined
+      lazy.add(join(args.resolveDir, args.path))
+      const from = relative(dirname(join(dist, CORE)), join(args.resolveDir, args.path))
+      return { path: from.startsWith(".") ? from : `./${from}`, external: true }
+    })
+  }
+}
 const common = {
   absWorkingDir: root,
   bundle: true,
   platform: "node",
   format: "esm",
   target: "node20",
-  external,
+  plugins: [outside],
   logLevel: "warning"
 }
 
@@ -83,7 +111,7 @@ for (const output of Object.values(scan.metafile.outputs)) {
 const prefixed = (file, name) => `${file.replace(/\.js$/, "").replace(/\W/g, "_")}$${name}`
 
 // 3. The core: one module exporting every core module's exports under prefixed names.
-const entry = core.map((file) => {
+const entry = core.filter((file) => !INLINED.includes(file)).map((file) => {
   const names = exportsOf.get(file) ?? []
   return names.length === 0
     ? `import "./${file}"`
@@ -107,7 +135,7 @@ await build({
 })
 
 // 4. Each core module becomes a re-export of its part of the core.
-for (const file of core) {
+for (const file of core.filter((file) => !INLINED.includes(file))) {
   const names = exportsOf.get(file) ?? []
   const from = relative(dirname(join(dist, file)), join(dist, CORE))
   const specifier = from.startsWith(".") ? from : `./${from}`
@@ -134,4 +162,44 @@ for (const file of core) {
       mappings: ""
     })
   )
+}
+
+// 5. Each dynamic import's target, bundled over its tsc file: the core's modules come from the
+// core (their stubs are inlined as re-exports of it), public modules outside the core (Metrics)
+// stay their own files, so every class and metric still has one copy.
+for (const target of lazy) {
+  const at = dirname(target)
+  const relativeTo = (file) => {
+    const from = relative(at, file)
+    return from.startsWith(".") ? from : `./${from}`
+  }
+  const result = await build({
+    ...common,
+    entryPoints: [target],
+    outfile: target,
+    allowOverwrite: true,
+    write: false,
+    keepNames: false,
+    sourcemap: "linked",
+    sourcesContent: false,
+    banner: {
+      js: `// effect-tableflip: src/${
+        relative(dist, target).replace(/\.js$/, ".ts")
+      } and what only it imports, loaded when first needed; bundled by scripts/build-dist.mjs`
+    },
+    plugins: [outside, {
+      name: "core",
+      setup(build) {
+        build.onResolve({ filter: /^\./ }, (args) => {
+          const file = join(args.resolveDir, args.path)
+          if (file === join(dist, CORE)) return { path: relativeTo(file), external: true }
+          const fromDist = relative(dist, file)
+          const isPublic = !fromDist.includes("/") && !fromDist.startsWith("..")
+          if (isPublic && !core.includes(fromDist)) return { path: relativeTo(file), external: true }
+          return undefined
+        })
+      }
+    }]
+  })
+  for (const output of result.outputFiles) writeFileSync(output.path, output.contents)
 }

@@ -25,7 +25,7 @@ import type { ExitReason, Options, Upgrader } from "../Upgrader.js"
 import * as Announce from "./announce.js"
 import * as CompileCache from "./compileCache.js"
 import * as Fx from "./fx.js"
-import * as Attempt from "./lifecycle/attempt.js"
+import type * as Attempt from "./lifecycle/attempt.js"
 import { apply, type Deps } from "./lifecycle/deps.js"
 import * as Handoff from "./lifecycle/handoff.js"
 import * as LifecycleState from "./lifecycle/state.js"
@@ -79,8 +79,14 @@ export const make = Effect.fnUntraced(function*(options: Options, internal: Inte
     generation: deps.generation,
     hasParent: link !== undefined,
     ready: ready(deps),
-    upgrade: Effect.suspend(() => Attempt.upgrade(deps, Date.now())),
-    prepare: Effect.suspend(() => Attempt.prepare(deps, Date.now())),
+    upgrade: Effect.suspend(() => {
+      const startedAt = Date.now()
+      return Effect.flatMap(attempts, (Attempt) => Attempt.upgrade(deps, startedAt))
+    }),
+    prepare: Effect.suspend(() => {
+      const startedAt = Date.now()
+      return Effect.flatMap(attempts, (Attempt) => Attempt.prepare(deps, startedAt))
+    }),
     exit: Deferred.await(deps.exitReason),
     stop,
     waitForParent: link === undefined ? Effect.void : Deferred.await(link.predecessorGone),
@@ -90,6 +96,13 @@ export const make = Effect.fnUntraced(function*(options: Options, internal: Inte
     registry: deps.registry
   } satisfies Lifecycle
 })
+
+/**
+ * The upgrade path (`lifecycle/attempt.ts`, `outcome.ts`, the metrics), loaded at the first
+ * upgrade or prepare: a generation that is never upgraded does not pay for it before `ready`.
+ * `scripts/build-dist.mjs` keeps it out of the bundled core.
+ */
+const attempts: Effect.Effect<typeof Attempt> = Effect.promise(() => import("./lifecycle/attempt.js"))
 
 /** The handover from the previous generation in this process's environment, if any, taken over. */
 const openLink: Effect.Effect<Link.Link | undefined, HandoverError, Scope.Scope> = Effect.suspend(() => {

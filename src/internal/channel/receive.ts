@@ -1,7 +1,8 @@
 /**
  * The receiving end of the IPC channel: what Node delivers is decoded in its
  * 'message' callback and put, with the socket handle Node passed beside it,
- * on an unbounded queue; one fiber, forked in the receiver's scope, takes
+ * on an unbounded queue (an array and a wake-up: `effect/Queue` would be two
+ * more modules to load before `ready`); one fiber, forked in the receiver's scope, takes
  * each in turn and calls its handler from a dispatch record. So handlers run
  * one at a time in the order the messages arrived, in the runtime the
  * receiver was built in (the app's logger), and stop when that scope closes.
@@ -11,7 +12,6 @@
  * @internal
  */
 import * as Effect from "effect/Effect"
-import * as Queue from "effect/Queue"
 import type * as Scope from "effect/Scope"
 import * as Fx from "../fx.js"
 import * as Handles from "../handles.js"
@@ -131,14 +131,41 @@ const step = <M extends Message>(ctx: Context<M>, item: Item<M>): Effect.Effect<
 
 // Left in the queue when the scope closes: the events still run (a peer's exit must be heard),
 // and the sockets, which no handler will take now, are closed.
-const leftovers = <M extends Message>(queue: Queue.Queue<Item<M>>) =>
-  Effect.flatMap(Queue.takeAll(queue), (items) =>
-    Effect.sync(() => {
-      for (const item of items) {
-        if (item._tag === "After") item.event()
-        else if (item.handle !== undefined) Handles.closeHandle(item.handle)
-      }
-    }))
+const leftovers = <M extends Message>(queue: Inbox<M>) =>
+  Effect.sync(() => {
+    for (const item of queue.items.splice(0)) {
+      if (item._tag === "After") item.event()
+      else if (item.handle !== undefined) Handles.closeHandle(item.handle)
+    }
+  })
+
+/** What is waiting to be handled, and how to wake the consumer when it waits for more. */
+interface Inbox<M extends Message> {
+  readonly items: Array<Item<M>>
+  wake: (() => void) | undefined
+}
+
+const offer = <M extends Message>(queue: Inbox<M>, item: Item<M>) => {
+  queue.items.push(item)
+  const wake = queue.wake
+  queue.wake = undefined
+  wake?.()
+}
+
+// The item stays in the inbox until it is taken: an interruption while waiting loses nothing,
+// and `leftovers` finds it.
+const take = <M extends Message>(queue: Inbox<M>): Effect.Effect<Item<M>> =>
+  Effect.suspend(() => {
+    const item = queue.items.shift()
+    if (item !== undefined) return Effect.succeed(item)
+    return Effect.flatMap(
+      Fx.callback<void>((resume) => {
+        queue.wake = () => resume(Effect.void)
+        return Effect.sync(() => queue.wake = undefined)
+      }),
+      () => take(queue)
+    )
+  })
 
 /**
  * Builds the function that decodes what arrives and queues it for `handlers`.
@@ -156,7 +183,7 @@ export const receiver = <M extends Message>(
   malformed: Malformed<M> = {}
 ): Effect.Effect<Receiver, never, Scope.Scope> =>
   Effect.gen(function*() {
-    const queue = yield* Queue.unbounded<Item<M>>()
+    const queue: Inbox<M> = { items: [], wake: undefined }
     let closed = false
     const lines: Array<string> = []
     const discard = (handle: unknown, why: string) => {
@@ -172,12 +199,10 @@ export const receiver = <M extends Message>(
       lines
     }
     // Released after the consumer is interrupted (finalizers run in reverse).
-    yield* Effect.addFinalizer(() =>
-      Effect.andThen(Effect.sync(() => closed = true), leftovers(queue)).pipe(Effect.andThen(Queue.shutdown(queue)))
-    )
+    yield* Effect.addFinalizer(() => Effect.andThen(Effect.sync(() => closed = true), leftovers(queue)))
     // Interrupted only while it waits (an item taken is handled whole), even when built where
     // interruption is off (`spawn`): closing the scope must stop it.
-    yield* Effect.interruptible(Queue.take(queue)).pipe(
+    yield* Effect.interruptible(take(queue)).pipe(
       Effect.flatMap((item) => step(ctx, item)),
       Effect.uninterruptible,
       Effect.forever,
@@ -185,13 +210,13 @@ export const receiver = <M extends Message>(
     )
     const after = (event: () => void) => {
       if (closed) event()
-      else Fx.offerUnsafe(queue, { _tag: "After", event })
+      else offer(queue, { _tag: "After", event })
     }
     const receive = (raw: unknown, handle: unknown) => {
       const decoded = decode(decoders, raw)
       if (decoded._tag === "Foreign") return
       const socket = typeof handle === "object" && handle !== null ? handle : undefined
-      if (!closed) Fx.offerUnsafe(queue, { _tag: "Received", decoded, raw, handle: socket })
+      if (!closed) offer(queue, { _tag: "Received", decoded, raw, handle: socket })
       else if (socket !== undefined) Handles.closeHandle(socket)
     }
     return {
