@@ -108,10 +108,17 @@ const sources = () => {
 
 const rootManifest = () => JSON.parse(Fs.readFileSync(Path.join(root, "package.json"), "utf8"))
 
-/** The root's package.json with Effect 4 dependencies, peer range, engines and the next major. */
+/**
+ * The root's package.json with Effect 4 dependencies, peer range, engines and the next major. The Effect 3
+ * build has the odd majors and the Effect 4 build the even one above it (1.x and 2.x, then 3.x and 4.x): a
+ * breaking change moves both by two, so no semver range of one build ever matches a version of the other.
+ */
 const packageJson = () => {
   const pkg = rootManifest()
   const [major, ...rest] = pkg.version.split(".")
+  if (Number(major) % 2 !== 1) {
+    throw new Error(`the root (Effect 3) version ${pkg.version} must have an odd major: see docs/effect4.md, Publishing`)
+  }
   pkg.version = [Number(major) + 1, ...rest].join(".")
   pkg.engines = { ...pkg.engines, node: ">=22.19" }
   for (const name of dropped) {

@@ -15,7 +15,7 @@
  * connection errors are counted in the report and logged once as a warning;
  * past `timeout` it stops, closes its connections and logs a warning.
  *
- * @since 0.5.0
+ * @since 1.0.0
  */
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -26,7 +26,7 @@ import * as Fx from "./internal/fx.js"
 import * as Log from "./internal/log.js"
 
 /**
- * @since 0.5.0
+ * @since 1.0.0
  * @category models
  */
 export interface Options {
@@ -55,7 +55,7 @@ export interface Options {
 /**
  * What warm-up did.
  *
- * @since 0.5.0
+ * @since 1.0.0
  * @category models
  */
 export interface Report {
@@ -107,7 +107,7 @@ export interface Report {
  * })
  * ```
  *
- * @since 0.5.0
+ * @since 1.0.0
  * @category constructors
  */
 export const http: (server: Http.Server, options?: Options) => Effect.Effect<Report> = Effect.fnUntraced(

@@ -70,6 +70,6 @@ export * as DirectoryUpgrader from "./DirectoryUpgrader.js"
 /**
  * Warms a new generation's `node:http` server before it takes traffic.
  *
- * @since 0.5.0
+ * @since 1.0.0
  */
 export * as Warmup from "./Warmup.js"
