@@ -19,12 +19,10 @@
  * @since 0.1.0
  */
 // Over 300 lines for its JSDoc alone (docgen builds the API reference here); the code is in internal/upgrader.ts, config.ts, signals.ts.
-import type * as Config from "effect/Config"
 import * as Effect from "effect/Effect"
 import type * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import * as Fds from "./Fds.js"
-import * as Configs from "./internal/config.js"
 import * as Fx from "./internal/fx.js"
 import * as Instance from "./internal/instance.js"
 import * as Lifecycle from "./internal/lifecycle.js"
@@ -295,15 +293,24 @@ export const readyWhen = <E, R>(
 ): Effect.Effect<void, HealthCheckFailed | PidFileError, R | Upgrader> =>
   Effect.flatMap(Upgrader, (upgrader) => Internal.readyWhen(upgrader, check, options.timeout))
 
+// Loaded when first read, not with this module: on Effect 4 `effect/Config` brings Schema, Stream and
+// the crypto modules with it, about 200 ms of CPU at every generation's start for apps that never read it.
+const configs = Effect.promise(() => import("./internal/config.js"))
+
 /**
  * Settings from the environment: `TABLEFLIP_UPGRADE_TIMEOUT` and
  * `TABLEFLIP_PROBATION` (durations as systemd spells them, `5s`, `1min`,
  * `500ms`, or as Effect does, `30 seconds`) and `TABLEFLIP_PID_FILE`.
  *
+ * An effect that reads them (before 1.0.0 it was a `Config`): the Config
+ * module loads when it first runs, not with this module.
+ *
  * @since 0.1.0
  * @category config
  */
-export const config: Config.Config<Options> = Configs.config
+export const config: Effect.Effect<Options, Fx.ConfigError> = Effect.gen(function*() {
+  return yield* (yield* configs).config
+})
 
 /**
  * `layer` with settings read through `config`; `options` win over the
@@ -315,7 +322,10 @@ export const config: Config.Config<Options> = Configs.config
 export const layerConfig = (
   options: Options = {}
 ): Layer.Layer<Upgrader | Fds.Fds, HandoverError | NotSupported | DuplicateUpgrader | Fx.ConfigError> =>
-  Fx.layerUnwrap(Effect.map(config, (fromEnv) => layer(Configs.merge(options, fromEnv))))
+  Fx.layerUnwrap(Effect.gen(function*() {
+    const { config, merge } = yield* configs
+    return layer(merge(options, yield* config))
+  }))
 
 /**
  * Upgrades on a signal (SIGHUP by default) and logs the outcome; a failed
