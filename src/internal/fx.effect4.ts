@@ -138,6 +138,8 @@ export type Semaphore = Semaphore_.Semaphore
 /** @internal */
 export const makeSemaphore: (permits: number) => Effect.Effect<Semaphore> = Semaphore_.make
 /** @internal */
+export const makeSemaphoreUnsafe: (permits: number) => Semaphore = Semaphore_.makeUnsafe
+/** @internal */
 export type RunningFiber<A, E> = Fiber.Fiber<A, E>
 /** @internal */
 export const fromNullable: <A>(value: A) => Option.Option<NonNullable<A>> = Option.fromNullishOr

@@ -146,6 +146,8 @@ export type Semaphore = Effect.Semaphore
 /** @internal */
 export const makeSemaphore: (permits: number) => Effect.Effect<Semaphore> = Effect.makeSemaphore
 /** @internal */
+export const makeSemaphoreUnsafe: (permits: number) => Semaphore = Effect.unsafeMakeSemaphore
+/** @internal */
 export type RunningFiber<A, E> = Fiber.RuntimeFiber<A, E>
 /** @internal */
 export const fromNullable: <A>(value: A) => Option.Option<NonNullable<A>> = Option.fromNullable

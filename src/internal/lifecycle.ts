@@ -125,7 +125,9 @@ const assemble = Effect.fnUntraced(function*(options: Options, internal: Interna
     mayUnlink: (boundHere) => LifecycleState.mayUnlink(machine.get(), boundHere, manifest === undefined)
   })
   const handoff = Handoff.make(options.maxStateBytes)
-  const stopSignal = yield* Deferred.make<void>()
+  // Made in place rather than yielded: each step of the layer's first run before `ready` is CPU
+  // every generation pays (issue 16), and nothing here needs the fiber.
+  const stopSignal = Fx.makeDeferredUnsafe<void>()
   const scope = yield* Effect.scope
   Log.identify(`generation ${generation}`)
   const deps: Deps = {
@@ -152,10 +154,10 @@ const assemble = Effect.fnUntraced(function*(options: Options, internal: Interna
       scope,
       spawner: internal.spawner
     }),
-    exitReason: yield* Deferred.make<ExitReason>(),
+    exitReason: Fx.makeDeferredUnsafe<ExitReason>(),
     stopSignal,
     scope,
-    gate: yield* Fx.makeSemaphore(1),
+    gate: Fx.makeSemaphoreUnsafe(1),
     pending: undefined
   }
   return { deps, handoff }
@@ -169,14 +171,19 @@ const command = (options: Options, cwd: string): Spawn.Command => ({
   env: CompileCache.handOn(options.command?.env ?? process.env)
 })
 
-/** `Upgrader.ready`: writes the PID file, lets go of what nobody claimed, and tells whoever waits. */
+/**
+ * `Upgrader.ready`: writes the PID file, lets go of what nobody claimed, and tells whoever waits.
+ * No span: a generation's first span costs it about a millisecond of CPU before it serves (issue
+ * 16); the spans are on the upgrade and the prepare, where the time goes.
+ */
 const ready = (deps: Deps): Effect.Effect<void, PidFileError> =>
   Effect.gen(function*() {
     const { link, registry, supervised } = deps
     if (deps.pidFile !== undefined) yield* PidFile.write(deps.pidFile)
     const closed = registry.closeUnclaimed()
     if (closed.length > 0) yield* Log.info(`closed inherited descriptors nobody claimed: ${closed.join(", ")}`)
-    yield* Effect.ignore(apply(deps, { _tag: "MarkReady" }))
+    // Never refused (only `Begin` is); in place rather than as an effect, as in `assemble`.
+    deps.machine.apply({ _tag: "MarkReady" })
     if (supervised && registry.unsupervisable().length > 0) {
       yield* Log.warning(
         `a runner keeps listening sockets only; ${
@@ -191,7 +198,7 @@ const ready = (deps: Deps): Effect.Effect<void, PidFileError> =>
       yield* deps.announce.ready(deps.generation)
     }
     yield* Log.info("ready")
-  }).pipe(Effect.withSpan("Upgrader.ready"))
+  })
 
 /** `Upgrader.stop`, also run when the layer's scope closes. */
 const stopping = (deps: Deps): Effect.Effect<void> =>
