@@ -82,5 +82,6 @@ const selfProbe = Effect.tryPromise(() =>
 
 Upgrader.launch(HttpLive, { readyWhen: selfProbe, readyTimeout: "10 seconds" }).pipe(
   Effect.provide(UpgraderLive),
-  NodeRuntime.runMain
+  // A drain after SIGTERM exits 0 on both majors (Effect 4's own teardown exits 130).
+  NodeRuntime.runMain({ teardown: Upgrader.teardown })
 )

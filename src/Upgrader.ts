@@ -20,6 +20,7 @@
  */
 // Over 300 lines for its JSDoc alone (docgen builds the API reference here); the code is in internal/upgrader.ts, config.ts, signals.ts.
 import * as Effect from "effect/Effect"
+import type * as Exit from "effect/Exit"
 import type * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import * as Fds from "./Fds.js"
@@ -350,3 +351,24 @@ export const layerSignal = (
   } = {}
 ): Layer.Layer<never, never, Upgrader> =>
   Fx.layerScopedDiscard(Effect.flatMap(Upgrader, (upgrader) => Signals.install(upgrader, signal, options.prepare)))
+
+/**
+ * The teardown to give `NodeRuntime.runMain`, so that a generation stopped by
+ * SIGTERM or SIGINT exits 0 once it has drained, on either Effect major:
+ * `NodeRuntime.runMain({ teardown: Upgrader.teardown })`. Effect 3's runMain
+ * already exits 0 there; Effect 4's exits 130 after an interruption, which
+ * systemd counts as a failed stop and the runner passes on. A failure still
+ * exits 1 (on Effect 4, or the error's own exit code).
+ *
+ * @example
+ * ```ts
+ * import { Upgrader } from "effect-tableflip"
+ *
+ * // The program's entry point runs it: NodeRuntime.runMain(program, runMainOptions)
+ * export const runMainOptions = { teardown: Upgrader.teardown }
+ * ```
+ *
+ * @since 0.5.0
+ * @category running
+ */
+export const teardown: <E, A>(exit: Exit.Exit<A, E>, onExit: (code: number) => void) => void = Fx.teardown

@@ -19,6 +19,7 @@ import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import * as Result_ from "effect/Result"
+import * as Runtime from "effect/Runtime"
 import * as Scope from "effect/Scope"
 import * as Semaphore_ from "effect/Semaphore"
 
@@ -199,6 +200,12 @@ export const singleFailure = <E>(cause: Cause.Cause<E>): Option.Option<E> =>
   cause.reasons.length === 1 && Cause.isFailReason(cause.reasons[0]!)
     ? Option.some(cause.reasons[0].error)
     : Option.none()
+
+// used by Upgrader.teardown
+
+/** Effect 4's default teardown, except that an interruption alone (the signal's) exits 0 rather than 130. @internal */
+export const teardown = <E, A>(exit: Exit.Exit<A, E>, onExit: (code: number) => void): void =>
+  Exit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause) ? onExit(0) : Runtime.defaultTeardown(exit, onExit)
 
 // used by tests (test/**): names the suite needs on both majors that src does not.
 

@@ -229,6 +229,17 @@ export const layerUnwrap: <A, E1, R1, E, R>(
 export const singleFailure = <E>(cause: Cause.Cause<E>): Option.Option<E> =>
   Cause.isFailType(cause) ? Option.some(cause.error) : Option.none()
 
+// used by Upgrader.teardown
+
+/**
+ * `NodeRuntime.runMain`'s teardown for a service: 0 on success or when the
+ * signal's interruption ended it, 1 otherwise (Effect 3's default, kept as
+ * it is; Effect 4's default exits 130 after an interruption).
+ * @internal
+ */
+export const teardown = <E, A>(exit: Exit.Exit<A, E>, onExit: (code: number) => void): void =>
+  onExit(Exit.isFailure(exit) && !Cause.isInterruptedOnly(exit.cause) ? 1 : 0)
+
 // used by tests (test/**): names the suite needs on both majors that src does not.
 
 /** A fiber's exit if it is done: Effect 3 `Fiber.poll`, Effect 4 `fiber.pollUnsafe()`. @internal */
