@@ -368,7 +368,7 @@ export const layerSignal = (
  * export const runMainOptions = { teardown: Upgrader.teardown }
  * ```
  *
- * @since 0.5.0
+ * @since 1.0.0
  * @category running
  */
 export const teardown: <E, A>(exit: Exit.Exit<A, E>, onExit: (code: number) => void) => void = Fx.teardown
