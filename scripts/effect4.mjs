@@ -24,6 +24,16 @@ const lockFile = Path.join(root, "effect4", "package-lock.json")
 const manifestFile = Path.join(tree, ".effect4-files.json")
 const hashFile = Path.join(tree, "node_modules", ".effect4-install-hash")
 const mode = process.argv[2] ?? "--tree"
+// After the root's `npm test` (posttest): say what it did not run. Silent inside the tree, which has no lock here.
+if (mode === "--remind") {
+  if (Fs.existsSync(lockFile)) {
+    console.log(
+      "npm test ran the Effect 3 build's suite. The Effect 4 build's: npm run test:effect4 (Node >= 22.19;" +
+        " .ci/run runs both, Effect 3 on Node 20 and 24, Effect 4 on Node 22 and 24)."
+    )
+  }
+  process.exit(0)
+}
 const modes = ["--tree", "--install", "--check", "--test", "--soak", "--lock"]
 if (!modes.includes(mode)) {
   console.error(`effect4.mjs: unknown mode ${mode}; one of ${modes.join(", ")}`)
