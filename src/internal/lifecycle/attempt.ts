@@ -29,9 +29,16 @@ export const upgrade = (deps: Deps, startedAt: number): Effect.Effect<Upgraded, 
       Effect.tapError((error) => Outcome.recordUpgrade(deps, startedAt, Exit.fail(error)))
     )
     yield* deps.announce.reloading(deps.generation + 1)
-    const fiber = yield* Effect.forkIn(attempt(deps, startedAt), deps.scope)
+    // Success completes `exit`, and the app may close the layer's scope at once, interrupting
+    // the attempt while it still settles, so that its fiber ends interrupted. The caller gets the
+    // outcome the attempt came to instead. Effect 4 resumes a Deferred's waiters inside its
+    // completion, so the app closes the scope before the attempt's finalizer ends; Effect 3
+    // resumes them later, after this fiber has ended.
+    let decided: Exit.Exit<Upgraded, UpgradeError> | undefined
+    const fiber = yield* Effect.forkIn(attempt(deps, startedAt, (exit) => (decided = exit)), deps.scope)
     deps.pending = fiber
-    return yield* Fiber.join(fiber).pipe(Effect.onInterrupt(() => Fiber.interrupt(fiber)))
+    const ended = yield* Fiber.await(fiber).pipe(Effect.onInterrupt(() => Fiber.interrupt(fiber)))
+    return yield* decided ?? ended
   }).pipe(
     Outcome.metered,
     Effect.tapError((error) => Log.warning(`upgrade failed: ${error.message}`)),
@@ -39,11 +46,14 @@ export const upgrade = (deps: Deps, startedAt: number): Effect.Effect<Upgraded, 
     Effect.withSpan("Upgrader.upgrade")
   )
 
-const attempt = (deps: Deps, startedAt: number) =>
+const attempt = (deps: Deps, startedAt: number, decide: (exit: Exit.Exit<Upgraded, UpgradeError>) => void) =>
   deps.successor.upgrade((childPid) => Effect.ignore(apply(deps, { _tag: "Spawned", childPid }))).pipe(
-    // Recorded before `exit` completes: the app's shutdown may interrupt the caller right after.
-    Effect.onExit((exit) => Outcome.recordUpgrade(deps, startedAt, exit)),
-    Effect.onExit((exit) => Outcome.settle(deps, exit))
+    // One finalizer, so no interruption can land between deciding and settling.
+    Effect.onExit((exit) => {
+      decide(exit)
+      // Recorded before `exit` completes: the app's shutdown may interrupt the caller right after.
+      return Effect.andThen(Outcome.recordUpgrade(deps, startedAt, exit), Outcome.settle(deps, exit))
+    })
   )
 
 /**
