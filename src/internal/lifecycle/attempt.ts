@@ -6,11 +6,13 @@
  *
  * @internal
  */
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import type { UpgradeError } from "../../UpgradeError.js"
 import type { Prepared, Upgraded } from "../../Upgrader.js"
+import * as Fx from "../fx.js"
 import * as Log from "../log.js"
 import { apply, begin, type Deps } from "./deps.js"
 import * as Outcome from "./outcome.js"
@@ -29,16 +31,18 @@ export const upgrade = (deps: Deps, startedAt: number): Effect.Effect<Upgraded, 
       Effect.tapError((error) => Outcome.recordUpgrade(deps, startedAt, Exit.fail(error)))
     )
     yield* deps.announce.reloading(deps.generation + 1)
-    // Success completes `exit`, and the app may close the layer's scope at once, interrupting
-    // the attempt while it still settles, so that its fiber ends interrupted. The caller gets the
-    // outcome the attempt came to instead. Effect 4 resumes a Deferred's waiters inside its
-    // completion, so the app closes the scope before the attempt's finalizer ends; Effect 3
-    // resumes them later, after this fiber has ended.
-    let decided: Exit.Exit<Upgraded, UpgradeError> | undefined
-    const fiber = yield* Effect.forkIn(attempt(deps, startedAt, (exit) => (decided = exit)), deps.scope)
+    // The caller is told the outcome inside `settle`, before `exit` completes: the app may then
+    // close the layer's scope at once, interrupting the attempt while it settles and the caller
+    // (`layerSignal`'s fiber lives in that scope) before either ended. Effect 4 resumes a
+    // Deferred's waiters inside its completion, so there the app gets that far first; Effect 3
+    // resumes them later.
+    const outcome = Fx.makeDeferredUnsafe<Upgraded, UpgradeError>()
+    const fiber = yield* Effect.forkIn(attempt(deps, startedAt, outcome), deps.scope)
     deps.pending = fiber
-    const ended = yield* Fiber.await(fiber).pipe(Effect.onInterrupt(() => Fiber.interrupt(fiber)))
-    return yield* decided ?? ended
+    // Joined as well for an attempt that never ran (forked into a closed scope).
+    return yield* Effect.raceFirst(Deferred.await(outcome), Fiber.join(fiber)).pipe(
+      Effect.onInterrupt(() => Fiber.interrupt(fiber))
+    )
   }).pipe(
     Outcome.metered,
     Effect.tapError((error) => Log.warning(`upgrade failed: ${error.message}`)),
@@ -46,14 +50,15 @@ export const upgrade = (deps: Deps, startedAt: number): Effect.Effect<Upgraded, 
     Effect.withSpan("Upgrader.upgrade")
   )
 
-const attempt = (deps: Deps, startedAt: number, decide: (exit: Exit.Exit<Upgraded, UpgradeError>) => void) =>
+const attempt = (deps: Deps, startedAt: number, outcome: Deferred.Deferred<Upgraded, UpgradeError>) =>
   deps.successor.upgrade((childPid) => Effect.ignore(apply(deps, { _tag: "Spawned", childPid }))).pipe(
-    // One finalizer, so no interruption can land between deciding and settling.
-    Effect.onExit((exit) => {
-      decide(exit)
-      // Recorded before `exit` completes: the app's shutdown may interrupt the caller right after.
-      return Effect.andThen(Outcome.recordUpgrade(deps, startedAt, exit), Outcome.settle(deps, exit))
-    })
+    // Recorded before `exit` completes: the app's shutdown may interrupt the caller right after.
+    Effect.onExit((exit) =>
+      Effect.andThen(
+        Outcome.recordUpgrade(deps, startedAt, exit),
+        Outcome.settle(deps, exit, Effect.sync(() => Fx.doneUnsafe(outcome, exit)))
+      )
+    )
   )
 
 /**
