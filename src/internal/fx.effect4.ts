@@ -122,7 +122,11 @@ export const failureOption: <E>(self: Cause.Cause<E>) => Option.Option<E> = Caus
 /** @internal */
 export const isInterruptedOnly: <E>(self: Cause.Cause<E>) => boolean = Cause.hasInterruptsOnly
 
-/** @internal */
+/**
+ * Unlike Effect 3, the Deferred's waiters (like any `callback`'s resume) run inside this call,
+ * before the completing fiber goes on; code after a completion must not count on running first.
+ * @internal
+ */
 export const doneUnsafe = <A, E>(self: Deferred.Deferred<A, E>, effect: Effect.Effect<A, E>): void =>
   void Deferred.doneUnsafe(self, effect)
 /** @internal */

@@ -127,7 +127,7 @@ export const isInterruptedOnly: <E>(self: Cause.Cause<E>) => boolean = Cause.isI
 
 // --- Unsafe (synchronous) constructors and completions, renamed `xUnsafe` in 4.
 
-/** @internal */
+/** Completes a Deferred; its waiters run later, on the scheduler (on Effect 4, inside this call). @internal */
 export const doneUnsafe = <A, E>(self: Deferred.Deferred<A, E>, effect: Effect.Effect<A, E>): void =>
   Deferred.unsafeDone(self, effect)
 /** @internal */

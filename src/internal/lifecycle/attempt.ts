@@ -6,11 +6,13 @@
  *
  * @internal
  */
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import type { UpgradeError } from "../../UpgradeError.js"
 import type { Prepared, Upgraded } from "../../Upgrader.js"
+import * as Fx from "../fx.js"
 import * as Log from "../log.js"
 import { apply, begin, type Deps } from "./deps.js"
 import * as Outcome from "./outcome.js"
@@ -29,9 +31,18 @@ export const upgrade = (deps: Deps, startedAt: number): Effect.Effect<Upgraded, 
       Effect.tapError((error) => Outcome.recordUpgrade(deps, startedAt, Exit.fail(error)))
     )
     yield* deps.announce.reloading(deps.generation + 1)
-    const fiber = yield* Effect.forkIn(attempt(deps, startedAt), deps.scope)
+    // The caller is told the outcome inside `settle`, before `exit` completes: the app may then
+    // close the layer's scope at once, interrupting the attempt while it settles and the caller
+    // (`layerSignal`'s fiber lives in that scope) before either ended. Effect 4 resumes a
+    // Deferred's waiters inside its completion, so there the app gets that far first; Effect 3
+    // resumes them later.
+    const outcome = Fx.makeDeferredUnsafe<Upgraded, UpgradeError>()
+    const fiber = yield* Effect.forkIn(attempt(deps, startedAt, outcome), deps.scope)
     deps.pending = fiber
-    return yield* Fiber.join(fiber).pipe(Effect.onInterrupt(() => Fiber.interrupt(fiber)))
+    // Joined as well for an attempt that never ran (forked into a closed scope).
+    return yield* Effect.raceFirst(Deferred.await(outcome), Fiber.join(fiber)).pipe(
+      Effect.onInterrupt(() => Fiber.interrupt(fiber))
+    )
   }).pipe(
     Outcome.metered,
     Effect.tapError((error) => Log.warning(`upgrade failed: ${error.message}`)),
@@ -39,11 +50,15 @@ export const upgrade = (deps: Deps, startedAt: number): Effect.Effect<Upgraded, 
     Effect.withSpan("Upgrader.upgrade")
   )
 
-const attempt = (deps: Deps, startedAt: number) =>
+const attempt = (deps: Deps, startedAt: number, outcome: Deferred.Deferred<Upgraded, UpgradeError>) =>
   deps.successor.upgrade((childPid) => Effect.ignore(apply(deps, { _tag: "Spawned", childPid }))).pipe(
     // Recorded before `exit` completes: the app's shutdown may interrupt the caller right after.
-    Effect.onExit((exit) => Outcome.recordUpgrade(deps, startedAt, exit)),
-    Effect.onExit((exit) => Outcome.settle(deps, exit))
+    Effect.onExit((exit) =>
+      Effect.andThen(
+        Outcome.recordUpgrade(deps, startedAt, exit),
+        Outcome.settle(deps, exit, Effect.sync(() => Fx.doneUnsafe(outcome, exit)))
+      )
+    )
   )
 
 /**

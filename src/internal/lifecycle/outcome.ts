@@ -55,22 +55,28 @@ export const recordPrepare = (
 
 /**
  * Moves the machine on when an attempt ends: on interruption too, or every
- * later upgrade would find one in progress.
+ * later upgrade would find one in progress. `tell` gives the caller its
+ * answer once the machine has moved, and before `exit` completes.
  *
  * @internal
  */
-export const settle = (deps: Deps, exit: Exit.Exit<Upgraded, UpgradeError>): Effect.Effect<void> =>
+export const settle = (
+  deps: Deps,
+  exit: Exit.Exit<Upgraded, UpgradeError>,
+  tell: Effect.Effect<void>
+): Effect.Effect<void> =>
   Exit.isFailure(exit)
-    ? failed(deps, exit.cause)
+    ? Effect.andThen(failed(deps, exit.cause), tell)
     : deps.successor.handsOverOnSuccess
-    ? handedOver(deps, exit.value.pid)
-    : Effect.void
+    ? handedOver(deps, exit.value.pid, tell)
+    : tell
 
-const handedOver = (deps: Deps, pid: number) =>
+const handedOver = (deps: Deps, pid: number, tell: Effect.Effect<void>) =>
   Effect.andThen(
     deps.announce.upgraded(pid, deps.generation + 1),
     Effect.ignore(apply(deps, { _tag: "Succeeded", childPid: pid }))
   ).pipe(
+    Effect.andThen(tell),
     Effect.andThen(Deferred.succeed(deps.exitReason, "upgraded")),
     Effect.andThen(Log.info(`upgraded to generation ${deps.generation + 1} (pid ${pid}); draining`))
   )
