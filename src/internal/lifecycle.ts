@@ -20,7 +20,7 @@ import type * as Scope from "effect/Scope"
 import * as Path from "node:path"
 import * as PidFile from "../PidFile.js"
 import type { HandoverError, PidFileError } from "../UpgradeError.js"
-import { NotSupported } from "../UpgradeError.js"
+import { NotSupported, SpawnError } from "../UpgradeError.js"
 import type { ExitReason, Options, Upgrader } from "../Upgrader.js"
 import * as Announce from "./announce.js"
 import * as CompileCache from "./compileCache.js"
@@ -101,8 +101,31 @@ export const make = Effect.fnUntraced(function*(options: Options, internal: Inte
  * The upgrade path (`lifecycle/attempt.ts`, `outcome.ts`, the metrics), loaded at the first
  * upgrade or prepare: a generation that is never upgraded does not pay for it before `ready`.
  * `scripts/build-dist.mjs` keeps it out of the bundled core.
+ *
+ * A load that fails (a process out of fds: EMFILE) fails that attempt with a typed SpawnError, as the
+ * spawn itself would. Node 20 remembers a failed import for the life of the process, so a later
+ * attempt asks for the module under a fresh URL; no load before it succeeded, so there is still one
+ * copy of the module.
  */
-const attempts: Effect.Effect<typeof Attempt> = Effect.promise(() => import("./lifecycle/attempt.js"))
+const attempts: Effect.Effect<typeof Attempt, SpawnError> = Effect.suspend(() => {
+  if (upgradePath !== undefined) return Effect.succeed(upgradePath)
+  const retry = failedLoads
+  return Effect.tryPromise({
+    try: (): Promise<typeof Attempt> => retry === 0 ? import("./lifecycle/attempt.js") : import(retryUrl(retry)),
+    catch: (cause) => {
+      failedLoads = Math.max(failedLoads, retry + 1)
+      return new SpawnError({ command: "loading the upgrade path (lifecycle/attempt.js)", cause })
+    }
+  }).pipe(Effect.tap((loaded) => Effect.sync(() => void (upgradePath = loaded))))
+})
+let upgradePath: typeof Attempt | undefined
+let failedLoads = 0
+/** A URL the bundler leaves alone: the retry is for Node's loader, not esbuild's. */
+const retryUrl = (retry: number): string => {
+  const url = new URL("./lifecycle/attempt.js", import.meta.url)
+  url.search = `retry=${retry}`
+  return url.href
+}
 
 /** The handover from the previous generation in this process's environment, if any, taken over. */
 const openLink: Effect.Effect<Link.Link | undefined, HandoverError, Scope.Scope> = Effect.suspend(() => {
