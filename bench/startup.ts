@@ -25,9 +25,19 @@ export const PROBES = [
   "tableflip",
   "tableflip.bundle",
   "tableflip.snapshot",
-  "tableflip.cache"
+  "tableflip.cache",
+  "effect4",
+  "tableflip4"
 ] as const
 export type ProbeName = typeof PROBES[number]
+
+/** The Effect 4 build's probes, built in its tree (`npm run check:effect4`, then `npm run build` there). */
+const effect4Probes = Path.join(root, "build/effect4/build/bench/probes")
+const [nodeMajor = 0, nodeMinor = 0] = process.versions.node.split(".").map(Number)
+/** Effect 4's rows run when its tree is built and this Node can run it (22.19 or later). */
+const effect4 = (nodeMajor > 22 || (nodeMajor === 22 && nodeMinor >= 19)) &&
+  Fs.existsSync(Path.join(effect4Probes, "tableflip.js"))
+const active: ReadonlyArray<ProbeName> = PROBES.filter((name) => effect4 || !name.endsWith("4"))
 
 const median = (xs: ReadonlyArray<number>) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0
 const round = (x: number) => Math.round(x * 10) / 10
@@ -55,7 +65,9 @@ const snapshot = () =>
 const compileCache = Path.join(root, "build/bench/probes/.compile-cache")
 
 const probe = (name: ProbeName): Probe => {
-  const file = Path.join(root, "build/bench/probes", name === "tableflip.cache" ? "tableflip" : name)
+  const file = name.endsWith("4")
+    ? Path.join(effect4Probes, name.slice(0, -1))
+    : Path.join(root, "build/bench/probes", name === "tableflip.cache" ? "tableflip" : name)
   const args = name.endsWith(".snapshot")
     ? ["--snapshot-blob", `${file}.blob`]
     : [name.endsWith(".bundle") ? `${file}.mjs` : `${file}.js`]
@@ -77,9 +89,9 @@ export const measure = (runs: number) => {
   // Warm: the first run writes the cache (at its exit), as the generation before an upgrade does.
   Fs.rmSync(compileCache, { recursive: true, force: true })
   probe("tableflip.cache")
-  const samples = new Map<ProbeName, Array<Probe>>(PROBES.map((name) => [name, []]))
-  for (let i = 0; i < runs; i++) for (const name of PROBES) samples.get(name)!.push(probe(name))
-  const medians = Object.fromEntries(PROBES.map((name) => {
+  const samples = new Map<ProbeName, Array<Probe>>(active.map((name) => [name, []]))
+  for (let i = 0; i < runs; i++) for (const name of active) samples.get(name)!.push(probe(name))
+  const medians = Object.fromEntries(active.map((name) => {
     const all = samples.get(name)!
     return [name, {
       wallMs: round(median(all.map((p) => p.wallMs))),
@@ -91,13 +103,17 @@ export const measure = (runs: number) => {
   return {
     runs,
     ...medians,
-    library: {
-      cpuRatio: Math.round((medians.tableflip.cpuMs / medians.effect.cpuMs) * 100) / 100,
-      cpuAboveMs: round(medians.tableflip.cpuMs - medians.effect.cpuMs),
-      privateAboveMb: round(medians.tableflip.privateMb - medians.effect.privateMb)
-    }
+    library: above(medians.tableflip, medians.effect),
+    ...(effect4 ? { libraryEffect4: above(medians.tableflip4, medians.effect4) } : {})
   }
 }
+
+/** The library's cost: the tableflip probe against the plain Effect app of the same build. */
+const above = (tableflip: Probe, effect: Probe) => ({
+  cpuRatio: Math.round((tableflip.cpuMs / effect.cpuMs) * 100) / 100,
+  cpuAboveMs: round(tableflip.cpuMs - effect.cpuMs),
+  privateAboveMb: round(tableflip.privateMb - effect.privateMb)
+})
 
 const LABELS: Record<ProbeName, string> = {
   bare: "bare node:http",
@@ -105,7 +121,9 @@ const LABELS: Record<ProbeName, string> = {
   tableflip: "with effect-tableflip, to ready",
   "tableflip.bundle": "the same, as a one-file bundle (scripts/bundle.mjs)",
   "tableflip.snapshot": "the same, from a V8 start-up snapshot (scripts/snapshot.mjs)",
-  "tableflip.cache": "compiled, with Node's compile cache warm (NODE_COMPILE_CACHE; Node 22.10+, ignored before)"
+  "tableflip.cache": "compiled, with Node's compile cache warm (NODE_COMPILE_CACHE; Node 22.10+, ignored before)",
+  effect4: "plain Effect app, Effect 4",
+  tableflip4: "with effect-tableflip's Effect 4 build, to ready"
 }
 
 export const markdown = (result: ReturnType<typeof measure>): string =>
@@ -114,7 +132,7 @@ export const markdown = (result: ReturnType<typeof measure>): string =>
     "",
     "| probe | wall to serving (ms) | CPU (ms) | private memory (MB) | RSS (MB) |",
     "|---|---:|---:|---:|---:|",
-    ...PROBES.map((name) => {
+    ...active.map((name) => {
       const p = result[name]
       const label = LABELS[name]
       return `| ${label} | ${p.wallMs} | ${p.cpuMs} | ${p.privateMb} | ${p.rssMb} |`
@@ -122,6 +140,11 @@ export const markdown = (result: ReturnType<typeof measure>): string =>
     "",
     `effect-tableflip above the plain Effect app: CPU ×${result.library.cpuRatio} (+${result.library.cpuAboveMs} ms), ` +
     `private memory +${result.library.privateAboveMb} MB.`,
+    ...(result.libraryEffect4 === undefined ? [] : [
+      "",
+      `The Effect 4 build above the plain Effect 4 app: CPU ×${result.libraryEffect4.cpuRatio} ` +
+      `(+${result.libraryEffect4.cpuAboveMs} ms), private memory +${result.libraryEffect4.privateAboveMb} MB.`
+    ]),
     ""
   ].join("\n")
 
