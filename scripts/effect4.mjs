@@ -251,7 +251,9 @@ if (mode === "--lock") {
 } else if (mode === "--install" || mode === "--check") {
   install()
   if (mode === "--check") {
-    process.exit(run(process.execPath, [Path.join(tree, "node_modules/typescript/bin/tsc"), "-b", "tsconfig.json"]))
+    // The examples and probes import the package by name, so its dist must be built first (as `npm test` does).
+    const built = run("npm", ["run", "build", "--silent"])
+    process.exit(built !== 0 ? built : run(process.execPath, [Path.join(tree, "node_modules/typescript/bin/tsc"), "-b", "tsconfig.json"]))
   }
 } else if (mode === "--test" || mode === "--soak") {
   if (!nodeOk()) {
