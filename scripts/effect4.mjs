@@ -131,6 +131,8 @@ const packageJson = () => {
   }
   pkg.version = [Number(major) + 1, ...rest].join(".")
   pkg.engines = { ...pkg.engines, node: ">=22.19" }
+  // The root's reminder that `npm test` skipped this build: the tree is that build (and has no effect4.mjs).
+  delete pkg.scripts.posttest
   for (const name of dropped) {
     delete pkg.devDependencies[name]
     delete pkg.peerDependencies[name]
