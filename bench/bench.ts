@@ -163,6 +163,7 @@ if (values["no-startup"]) {
 
 const floors = floor()
 const startup = Startup.measure(15)
+const instructions = await Startup.countInstructions()
 const prepared = await Prepare.measure(10)
 // Last: it leaves 20k loopback sockets in TIME_WAIT for a minute.
 const strays = await Strays.measure(20_000)
@@ -178,6 +179,7 @@ const results = {
     tableflipAboveBareServerMs: round(median(ours) - floors.bareHttpServerMs)
   },
   startup,
+  instructions,
   prepared,
   strays,
   rows
@@ -204,6 +206,7 @@ const md = [
   `${results.floor.tableflipAboveBareServerMs} ms above the bare server.`,
   "",
   Startup.markdown(startup),
+  Startup.instructionsMarkdown(instructions),
   Prepare.markdown(prepared),
   Strays.markdown(strays)
 ].join("\n")

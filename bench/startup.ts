@@ -5,7 +5,14 @@
  * alike); each reports its own wall time, CPU and private memory when it
  * serves. Medians of `runs`.
  *
- *   node --import tsx bench/startup.ts [--runs 15]      (after npm run build)
+ * On a shared machine those medians swing by ±10% from one round to the
+ * next, more than the library's share, so when valgrind is installed the
+ * library's probes and their baselines also run once each under callgrind
+ * with V8 made deterministic (`--predictable`: one thread, fixed seeds),
+ * which counts the instructions a start-up runs. Two counts of the same probe
+ * agree to a few in a million.
+ *
+ *   node --import tsx bench/startup.ts [--runs 15] [--no-instructions]      (after npm run build)
  */
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
@@ -75,10 +82,16 @@ const probeEnv: NodeJS.ProcessEnv = Object.fromEntries(
   Object.entries(process.env).filter(([key]) => key !== "NODE_EXTRA_CA_CERTS")
 )
 
-const probe = (name: ProbeName): Probe => {
-  const file = name.endsWith("4")
+const probeBase = (name: ProbeName): string =>
+  name.endsWith("4")
     ? Path.join(effect4Probes, name.slice(0, -1))
     : Path.join(root, "build/bench/probes", name === "tableflip.cache" ? "tableflip" : name)
+
+/** The probe's compiled file (the plain forms only). */
+const probeFile = (name: ProbeName): string => `${probeBase(name)}.js`
+
+const probe = (name: ProbeName): Probe => {
+  const file = probeBase(name)
   const args = name.endsWith(".snapshot")
     ? ["--snapshot-blob", `${file}.blob`]
     : [name.endsWith(".bundle") ? `${file}.mjs` : `${file}.js`]
@@ -91,6 +104,58 @@ const probe = (name: ProbeName): Probe => {
   const line = out.split("\n").find((l) => l.startsWith("{\"wallMs\""))
   if (line === undefined) throw new Error(`probe ${name} reported nothing:\n${out}`)
   return JSON.parse(line) as Probe
+}
+
+/** The probes counted under callgrind: each build's library and its two baselines. */
+const COUNTED: ReadonlyArray<ProbeName> = active.filter((name) =>
+  ["effect", "effect.layer", "tableflip", "effect4", "effect.layer4", "tableflip4"].includes(name)
+)
+
+const hasValgrind = (): boolean => {
+  try {
+    ChildProcess.execFileSync("valgrind", ["--version"], { stdio: "ignore" })
+    return true
+  } catch {
+    return false
+  }
+}
+
+/** Instructions (millions) one start-up of `name` runs under callgrind; two probes at once, one per core. */
+const countOne = (name: ProbeName): Promise<number> =>
+  new Promise((resolve, reject) => {
+    const child = ChildProcess.execFile(
+      "valgrind",
+      [
+        "--tool=callgrind",
+        "--callgrind-out-file=/dev/null",
+        process.execPath,
+        "--predictable",
+        "--random-seed=1",
+        "--hash-seed=1",
+        probeFile(name)
+      ],
+      { cwd: root, env: probeEnv, timeout: 300_000, maxBuffer: 16 * 2 ** 20 },
+      (error, _stdout, stderr) => {
+        const collected = /Collected : (\d+)/.exec(stderr)?.[1]
+        if (collected === undefined) {
+          return reject(error ?? new Error(`callgrind counted nothing for ${name}:\n${stderr}`))
+        }
+        resolve(Math.round(Number(collected) / 1e5) / 10)
+      }
+    )
+    child.stdin?.end()
+  })
+
+/** Instruction counts per counted probe, or undefined without valgrind. */
+export const countInstructions = async (): Promise<Partial<Record<ProbeName, number>> | undefined> => {
+  if (!hasValgrind()) return undefined
+  const counts: Partial<Record<ProbeName, number>> = {}
+  for (let i = 0; i < COUNTED.length; i += 2) {
+    const pair = COUNTED.slice(i, i + 2)
+    const done = await Promise.all(pair.map(countOne))
+    pair.forEach((name, j) => counts[name] = done[j]!)
+  }
+  return counts
 }
 
 /** Medians per probe, and the library's cost above the plain Effect app. */
@@ -145,6 +210,28 @@ const LABELS: Record<ProbeName, string> = {
   tableflip4: "with effect-tableflip's Effect 4 build, to ready"
 }
 
+/** The counts as a table: each build's library over its two baselines. */
+export const instructionsMarkdown = (counts: Partial<Record<ProbeName, number>> | undefined): string => {
+  if (counts === undefined) return "Instruction counts: skipped (valgrind is not installed).\n"
+  const ratio = (a: number | undefined, b: number | undefined) =>
+    a === undefined || b === undefined ? "?" : `×${(a / b).toFixed(3)} (+${Math.round(a - b)} M)`
+  const row = (label: string, plain: ProbeName, layered: ProbeName, library: ProbeName) =>
+    counts[library] === undefined ? [] : [
+      `| ${label} | ${counts[plain]} | ${counts[layered]} | ${counts[library]} | ${
+        ratio(counts[library], counts[plain])
+      } | ${ratio(counts[library], counts[layered])} |`
+    ]
+  return [
+    `Instructions to serving, millions (one run each under \`valgrind --tool=callgrind\`, \`node --predictable\`):`,
+    "",
+    "| build | plain Effect app | the app with layers | with effect-tableflip | library over plain | library over layers |",
+    "|---|---:|---:|---:|---:|---:|",
+    ...row("Effect 3", "effect", "effect.layer", "tableflip"),
+    ...row("Effect 4", "effect4", "effect.layer4", "tableflip4"),
+    ""
+  ].join("\n")
+}
+
 export const markdown = (result: ReturnType<typeof measure>): string =>
   [
     `Start-up of one generation, compiled, plain \`node\` (medians of ${result.runs} alternating runs):`,
@@ -175,4 +262,7 @@ export const markdown = (result: ReturnType<typeof measure>): string =>
 if (import.meta.url === `file://${process.argv[1]}`) {
   const runs = Number(process.argv[process.argv.indexOf("--runs") + 1] ?? 15) || 15
   process.stdout.write(markdown(measure(runs)))
+  if (!process.argv.includes("--no-instructions")) {
+    process.stdout.write(`\n${instructionsMarkdown(await countInstructions())}`)
+  }
 }
