@@ -30,7 +30,17 @@ import * as Os from "node:os"
 import * as Path from "node:path"
 import { parseArgs } from "node:util"
 import type { ContenderName, Upgrade } from "./lib.js"
-import { contenders, freePort, root, sleep, splitByWindows, startLoad, tempDir, WINDOW_TAIL_MS } from "./lib.js"
+import {
+  contenders,
+  effect4Runs,
+  freePort,
+  root,
+  sleep,
+  splitByWindows,
+  startLoad,
+  tempDir,
+  WINDOW_TAIL_MS
+} from "./lib.js"
 import * as Prepare from "./prepare.js"
 import * as Startup from "./startup.js"
 import * as Strays from "./strays.js"
@@ -55,8 +65,15 @@ const scenarios = [
   { scenario: "Connection: close, 50 ms handler", keepAlive: false, path: "/?delay=50ms", clients: 32 }
 ].filter((s) => values.scenarios === undefined || s.scenario.includes(values.scenarios))
 
+// The Effect 4 build's row when this Node can run it and its tree is built (see bench/startup.ts).
 const names: ReadonlyArray<ContenderName> = values.only === undefined
-  ? ["effect-tableflip", "effect-tableflip-prepared", "naive-restart", "cluster-reload"]
+  ? [
+    "effect-tableflip",
+    "effect-tableflip-prepared",
+    ...(effect4Runs ? ["effect-tableflip-effect4" as const] : []),
+    "naive-restart",
+    "cluster-reload"
+  ]
   : [values.only as ContenderName]
 
 const round = (x: number) => Math.round(x * 10) / 10

@@ -11,9 +11,20 @@ import * as Path from "node:path"
 import type { LoadResult } from "./load.js"
 
 export const root = Path.resolve(import.meta.dirname, "..")
+
+// Every process the bench starts (servers, generations, probes, floors) runs without
+// NODE_EXTRA_CA_CERTS. This sandbox sets it, and Node 20 reads the CA bundle at start: about 80 ms of
+// CPU per process, which a deployment without it never pays. It inflated every generation's start
+// and shrank every ratio against a plain app.
+delete process.env.NODE_EXTRA_CA_CERTS
 const now = () => performance.timeOrigin + performance.now()
 
-export type ContenderName = "effect-tableflip" | "effect-tableflip-prepared" | "naive-restart" | "cluster-reload"
+export type ContenderName =
+  | "effect-tableflip"
+  | "effect-tableflip-prepared"
+  | "effect-tableflip-effect4"
+  | "naive-restart"
+  | "cluster-reload"
 
 export interface Upgrade {
   readonly signalAt: number
@@ -133,8 +144,8 @@ class Lines {
  * deployed service would), so that start-up times are the library's and
  * Node's, not the TypeScript loader's.
  */
-const node = (script: string, args: ReadonlyArray<string>) =>
-  ChildProcess.spawn(process.execPath, [Path.join(root, "build", script.replace(/\.ts$/, ".js")), ...args], {
+const node = (script: string, args: ReadonlyArray<string>, tree = root) =>
+  ChildProcess.spawn(process.execPath, [Path.join(tree, "build", script.replace(/\.ts$/, ".js")), ...args], {
     cwd: root,
     stdio: ["ignore", "pipe", "inherit"]
   })
@@ -154,10 +165,10 @@ const exited = (child: ChildProcess.ChildProcess): Promise<void> =>
     : new Promise((resolve) => child.once("exit", () => resolve()))
 
 /** `effect-tableflip prepare` from the package's own build; resolves when it exits 0. */
-const prepareCommand = (pidFile: string): Promise<void> =>
+const prepareCommand = (pidFile: string, tree: string): Promise<void> =>
   new Promise((resolve, reject) => {
     const child = ChildProcess.spawn(process.execPath, [
-      Path.join(root, "dist/bin.js"),
+      Path.join(tree, "dist/bin.js"),
       "prepare",
       "--pid-file",
       pidFile
@@ -169,11 +180,12 @@ const prepareCommand = (pidFile: string): Promise<void> =>
 
 /**
  * effect-tableflip: examples/http-server.ts, upgraded with SIGHUP to the pid in its PID file;
- * `prepared`: after `effect-tableflip prepare` has parked the next generation.
+ * `prepared`: after `effect-tableflip prepare` has parked the next generation. `tree` is the
+ * build it runs from: this one (Effect 3), or the Effect 4 tree (`effect4Tree`).
  */
-const tableflip = (prepared: boolean) => async (port: number, dir: string): Promise<Server> => {
+const tableflip = (prepared: boolean, tree = root) => async (port: number, dir: string): Promise<Server> => {
   const pidFile = Path.join(dir, "app.pid")
-  const child = node("examples/http-server.ts", ["--port", String(port), "--pid-file", pidFile])
+  const child = node("examples/http-server.ts", ["--port", String(port), "--pid-file", pidFile], tree)
   const out = new Lines(child.stdout!)
   await out.wait(/generation 1 serving/, 0)
   const pid = () => Number(Fs.readFileSync(pidFile, "utf8"))
@@ -198,7 +210,7 @@ const tableflip = (prepared: boolean) => async (port: number, dir: string): Prom
       const oldRssMb = rssMb(oldPid)
       const oldPrivateMb = privateMb(oldPid)
       const prepareAt = now()
-      if (prepared) await prepareCommand(pidFile)
+      if (prepared) await prepareCommand(pidFile, tree)
       const preparedAt = now()
       const from = out.lines.length
       const changed = pidChanged(oldPid)
@@ -320,9 +332,19 @@ const cluster = async (port: number): Promise<Server> => {
   }
 }
 
+/** The Effect 4 build's tree (`npm run check:effect4`, then `npm run build` there). */
+export const effect4Tree = Path.join(root, "build/effect4")
+const [nodeMajor = 0, nodeMinor = 0] = process.versions.node.split(".").map(Number)
+
+/** Whether this Node can run the Effect 4 build (22.19 or later) and its example is built. */
+export const effect4Runs = (nodeMajor > 22 || (nodeMajor === 22 && nodeMinor >= 19)) &&
+  Fs.existsSync(Path.join(effect4Tree, "build/examples/http-server.js")) &&
+  Fs.existsSync(Path.join(effect4Tree, "dist/bin.js"))
+
 export const contenders: Record<ContenderName, (port: number, dir: string) => Promise<Server>> = {
   "effect-tableflip": tableflip(false),
   "effect-tableflip-prepared": tableflip(true),
+  "effect-tableflip-effect4": tableflip(false, effect4Tree),
   "naive-restart": naive,
   "cluster-reload": cluster
 }

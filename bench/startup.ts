@@ -73,15 +73,6 @@ const snapshot = () =>
  */
 const compileCache = Path.join(root, "build/bench/probes/.compile-cache")
 
-/**
- * The probes' environment: this one's, without NODE_EXTRA_CA_CERTS. Node reads that bundle at
- * start (about 80 ms of CPU here, where the sandbox sets it); counted in every probe, it would
- * shrink every ratio below by a cost no library pays.
- */
-const probeEnv: NodeJS.ProcessEnv = Object.fromEntries(
-  Object.entries(process.env).filter(([key]) => key !== "NODE_EXTRA_CA_CERTS")
-)
-
 const probeBase = (name: ProbeName): string =>
   name.endsWith("4")
     ? Path.join(effect4Probes, name.slice(0, -1))
@@ -99,7 +90,7 @@ const probe = (name: ProbeName): Probe => {
     cwd: root,
     encoding: "utf8",
     timeout: 60_000,
-    env: name === "tableflip.cache" ? { ...probeEnv, NODE_COMPILE_CACHE: compileCache } : probeEnv
+    env: name === "tableflip.cache" ? { ...process.env, NODE_COMPILE_CACHE: compileCache } : process.env
   })
   const line = out.split("\n").find((l) => l.startsWith("{\"wallMs\""))
   if (line === undefined) throw new Error(`probe ${name} reported nothing:\n${out}`)
@@ -134,7 +125,7 @@ const countOne = (name: ProbeName): Promise<number> =>
         "--hash-seed=1",
         probeFile(name)
       ],
-      { cwd: root, env: probeEnv, timeout: 300_000, maxBuffer: 16 * 2 ** 20 },
+      { cwd: root, env: process.env, timeout: 300_000, maxBuffer: 16 * 2 ** 20 },
       (error, _stdout, stderr) => {
         const collected = /Collected : (\d+)/.exec(stderr)?.[1]
         if (collected === undefined) {
@@ -176,26 +167,34 @@ export const measure = (runs: number) => {
       rssMb: round(median(all.map((p) => p.rssMb)))
     }]
   })) as Record<ProbeName, Probe>
+  /**
+   * The library's cost: its probe against a baseline of the same build. Beside the ratio of
+   * medians, the median of each round's own ratio (the two ran seconds apart): a busy stretch of
+   * the machine then weighs on both sides of one ratio, not on one median.
+   */
+  const above = (library: ProbeName, baseline: ProbeName) => {
+    const ours = samples.get(library)!
+    const theirs = samples.get(baseline)!
+    return {
+      cpuRatio: Math.round((medians[library].cpuMs / medians[baseline].cpuMs) * 100) / 100,
+      pairedCpuRatio: Math.round(median(ours.map((p, i) => p.cpuMs / theirs[i]!.cpuMs)) * 100) / 100,
+      cpuAboveMs: round(medians[library].cpuMs - medians[baseline].cpuMs),
+      privateAboveMb: round(medians[library].privateMb - medians[baseline].privateMb)
+    }
+  }
   return {
     runs,
     ...medians,
-    library: above(medians.tableflip, medians.effect),
-    libraryOverLayers: above(medians.tableflip, medians["effect.layer"]),
+    library: above("tableflip", "effect"),
+    libraryOverLayers: above("tableflip", "effect.layer"),
     ...(effect4 ?
       {
-        libraryEffect4: above(medians.tableflip4, medians.effect4),
-        libraryEffect4OverLayers: above(medians.tableflip4, medians["effect.layer4"])
+        libraryEffect4: above("tableflip4", "effect4"),
+        libraryEffect4OverLayers: above("tableflip4", "effect.layer4")
       } :
       {})
   }
 }
-
-/** The library's cost: the tableflip probe against the plain Effect app of the same build. */
-const above = (tableflip: Probe, effect: Probe) => ({
-  cpuRatio: Math.round((tableflip.cpuMs / effect.cpuMs) * 100) / 100,
-  cpuAboveMs: round(tableflip.cpuMs - effect.cpuMs),
-  privateAboveMb: round(tableflip.privateMb - effect.privateMb)
-})
 
 const LABELS: Record<ProbeName, string> = {
   bare: "bare node:http",
@@ -244,15 +243,19 @@ export const markdown = (result: ReturnType<typeof measure>): string =>
       return `| ${label} | ${p.wallMs} | ${p.cpuMs} | ${p.privateMb} | ${p.rssMb} |`
     }),
     "",
-    `effect-tableflip above the plain Effect app: CPU ×${result.library.cpuRatio} (+${result.library.cpuAboveMs} ms), ` +
+    "Above a baseline: the ratio of CPU medians, then the median of each round's own ratio (paired).",
+    "",
+    `effect-tableflip above the plain Effect app: CPU ×${result.library.cpuRatio}, paired ×${result.library.pairedCpuRatio} (+${result.library.cpuAboveMs} ms), ` +
     `private memory +${result.library.privateAboveMb} MB; above the app with layers: ` +
-    `CPU ×${result.libraryOverLayers.cpuRatio} (+${result.libraryOverLayers.cpuAboveMs} ms), ` +
+    `CPU ×${result.libraryOverLayers.cpuRatio}, paired ×${result.libraryOverLayers.pairedCpuRatio} (+${result.libraryOverLayers.cpuAboveMs} ms), ` +
     `private memory +${result.libraryOverLayers.privateAboveMb} MB.`,
     ...(result.libraryEffect4 === undefined ? [] : [
       "",
-      `The Effect 4 build above the plain Effect 4 app: CPU ×${result.libraryEffect4.cpuRatio} ` +
+      `The Effect 4 build above the plain Effect 4 app: CPU ×${result.libraryEffect4.cpuRatio}, paired ×${result.libraryEffect4.pairedCpuRatio} ` +
       `(+${result.libraryEffect4.cpuAboveMs} ms), private memory +${result.libraryEffect4.privateAboveMb} MB; ` +
-      `above the Effect 4 app with layers: CPU ×${result.libraryEffect4OverLayers!.cpuRatio} ` +
+      `above the Effect 4 app with layers: CPU ×${result.libraryEffect4OverLayers!.cpuRatio}, paired ×${
+        result.libraryEffect4OverLayers!.pairedCpuRatio
+      } ` +
       `(+${result.libraryEffect4OverLayers!.cpuAboveMs} ms), private memory ` +
       `+${result.libraryEffect4OverLayers!.privateAboveMb} MB.`
     ]),
