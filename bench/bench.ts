@@ -75,6 +75,10 @@ const names: ReadonlyArray<ContenderName> = values.only === undefined
     "cluster-reload"
   ]
   : [values.only as ContenderName]
+if (names.includes("effect-tableflip-effect4") && !effect4Runs) {
+  process.stderr.write("effect-tableflip-effect4 needs Node 22.19 or later and the Effect 4 tree built\n")
+  process.exit(2)
+}
 
 const round = (x: number) => Math.round(x * 10) / 10
 const median = (xs: ReadonlyArray<number>) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0

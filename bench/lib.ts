@@ -187,7 +187,21 @@ const tableflip = (prepared: boolean, tree = root) => async (port: number, dir: 
   const pidFile = Path.join(dir, "app.pid")
   const child = node("examples/http-server.ts", ["--port", String(port), "--pid-file", pidFile], tree)
   const out = new Lines(child.stdout!)
-  await out.wait(/generation 1 serving/, 0)
+  // A build that cannot start (a stale or half-built tree) ends the bench with its exit, not a hang.
+  await Promise.race([
+    out.wait(/generation 1 serving/, 0),
+    new Promise<never>((_, reject) =>
+      child.once(
+        "exit",
+        (code, signal) =>
+          reject(
+            new Error(
+              `${Path.relative(root, tree) || "."}: examples/http-server exited (${signal ?? code}) before serving`
+            )
+          )
+      )
+    )
+  ])
   const pid = () => Number(Fs.readFileSync(pidFile, "utf8"))
   const pidChanged = (old: number) =>
     new Promise<number>((resolve) => {

@@ -43,9 +43,12 @@ export type ProbeName = typeof PROBES[number]
 /** The Effect 4 build's probes, built in its tree (`npm run check:effect4`, then `npm run build` there). */
 const effect4Probes = Path.join(root, "build/effect4/build/bench/probes")
 const [nodeMajor = 0, nodeMinor = 0] = process.versions.node.split(".").map(Number)
-/** Effect 4's rows run when its tree is built and this Node can run it (22.19 or later). */
+/**
+ * Effect 4's rows run when its tree is built with every probe and this Node can run it (22.19 or
+ * later). A tree built before a probe was added lacks it: rebuild the tree then.
+ */
 const effect4 = (nodeMajor > 22 || (nodeMajor === 22 && nodeMinor >= 19)) &&
-  Fs.existsSync(Path.join(effect4Probes, "tableflip.js"))
+  ["effect.js", "effect.layer.js", "tableflip.js"].every((file) => Fs.existsSync(Path.join(effect4Probes, file)))
 const active: ReadonlyArray<ProbeName> = PROBES.filter((name) => effect4 || !name.endsWith("4"))
 
 const median = (xs: ReadonlyArray<number>) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0
@@ -111,6 +114,12 @@ const hasValgrind = (): boolean => {
   }
 }
 
+/**
+ * The environment of a counted run: fixed and small, so that a count does not move with what
+ * `npm run` or the shell adds (the environment is on the process's stack and in its heap).
+ */
+const countEnv = { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: process.env.HOME ?? "/tmp", LANG: "C" }
+
 /** Instructions (millions) one start-up of `name` runs under callgrind; two probes at once, one per core. */
 const countOne = (name: ProbeName): Promise<number> =>
   new Promise((resolve, reject) => {
@@ -125,11 +134,14 @@ const countOne = (name: ProbeName): Promise<number> =>
         "--hash-seed=1",
         probeFile(name)
       ],
-      { cwd: root, env: process.env, timeout: 300_000, maxBuffer: 16 * 2 ** 20 },
-      (error, _stdout, stderr) => {
+      { cwd: root, env: countEnv, timeout: 300_000, maxBuffer: 16 * 2 ** 20 },
+      (error, stdout, stderr) => {
         const collected = /Collected : (\d+)/.exec(stderr)?.[1]
-        if (collected === undefined) {
-          return reject(error ?? new Error(`callgrind counted nothing for ${name}:\n${stderr}`))
+        // A probe that failed before serving is counted too, short: only a served one counts.
+        if (error !== null || collected === undefined || !stdout.includes("{\"wallMs\"")) {
+          return reject(
+            new Error(`callgrind: probe ${name} did not serve (${error?.message ?? "no count"}):\n${stderr}`)
+          )
         }
         resolve(Math.round(Number(collected) / 1e5) / 10)
       }
@@ -137,14 +149,21 @@ const countOne = (name: ProbeName): Promise<number> =>
     child.stdin?.end()
   })
 
-/** Instruction counts per counted probe, or undefined without valgrind. */
+/**
+ * Instruction counts per counted probe, or undefined without valgrind. A probe that failed has no
+ * count (its error is logged): one failure does not lose the rest of a bench run.
+ */
 export const countInstructions = async (): Promise<Partial<Record<ProbeName, number>> | undefined> => {
   if (!hasValgrind()) return undefined
   const counts: Partial<Record<ProbeName, number>> = {}
   for (let i = 0; i < COUNTED.length; i += 2) {
     const pair = COUNTED.slice(i, i + 2)
-    const done = await Promise.all(pair.map(countOne))
-    pair.forEach((name, j) => counts[name] = done[j]!)
+    const done = await Promise.allSettled(pair.map(countOne))
+    pair.forEach((name, j) => {
+      const result = done[j]!
+      if (result.status === "fulfilled") counts[name] = result.value
+      else process.stderr.write(`${String(result.reason)}\n`)
+    })
   }
   return counts
 }
@@ -214,9 +233,10 @@ export const instructionsMarkdown = (counts: Partial<Record<ProbeName, number>> 
   if (counts === undefined) return "Instruction counts: skipped (valgrind is not installed).\n"
   const ratio = (a: number | undefined, b: number | undefined) =>
     a === undefined || b === undefined ? "?" : `×${(a / b).toFixed(3)} (+${Math.round(a - b)} M)`
+  const count = (name: ProbeName) => counts[name] ?? "failed"
   const row = (label: string, plain: ProbeName, layered: ProbeName, library: ProbeName) =>
-    counts[library] === undefined ? [] : [
-      `| ${label} | ${counts[plain]} | ${counts[layered]} | ${counts[library]} | ${
+    !COUNTED.includes(library) ? [] : [
+      `| ${label} | ${count(plain)} | ${count(layered)} | ${count(library)} | ${
         ratio(counts[library], counts[plain])
       } | ${ratio(counts[library], counts[layered])} |`
     ]

@@ -9,7 +9,7 @@
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
-import type * as Dgram from "node:dgram"
+import * as Dgram from "node:dgram"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
 import type { ListenOptions, PacketOptions } from "../Fds.js"
@@ -150,9 +150,6 @@ export const listenPacket = (
       })
   ).pipe(Effect.map(({ socket }) => socket))
 
-// Only apps with UDP sockets load node:dgram, when they bind one: not every generation before `ready`.
-const dgram = () => process.getBuiltinModule("node:dgram")
-
 const adoptPacket = (
   type: "udp4" | "udp6",
   inherited: Inherited,
@@ -160,7 +157,7 @@ const adoptPacket = (
 ): Effect.Effect<Dgram.Socket, ListenError> => {
   if (inherited.handle !== undefined) return Effect.sync(() => Handles.adoptDgram(type, inherited.handle as object))
   return Effect.tap(
-    Sockets.bindDgram(dgram().createSocket(type), { fd: inherited.fd! }, label),
+    Sockets.bindDgram(Dgram.createSocket(type), { fd: inherited.fd! }, label),
     (socket) => Effect.sync(() => Handles.holdDatagrams(socket))
   )
 }
@@ -172,7 +169,7 @@ const bindPacket = (
 ): Effect.Effect<{ readonly key: string; readonly socket: Dgram.Socket }, ListenError> => {
   const port = options.port ?? 0
   return Effect.map(
-    Sockets.bindDgram(dgram().createSocket({ type: options.type, reuseAddr: options.reuseAddr ?? false }), {
+    Sockets.bindDgram(Dgram.createSocket({ type: options.type, reuseAddr: options.reuseAddr ?? false }), {
       port,
       ...(options.host === undefined ? {} : { address: options.host })
     }, label),

@@ -8,7 +8,7 @@
  *
  * @internal
  */
-import type * as Dgram from "node:dgram"
+import * as Dgram from "node:dgram"
 import * as Net from "node:net"
 
 interface Handle {
@@ -82,8 +82,7 @@ export const dgramRawHandle = (socket: Dgram.Socket): UdpHandle | undefined => {
  * @internal
  */
 export const adoptDgram = (type: "udp4" | "udp6", handle: object): Dgram.Socket => {
-  // node:dgram at the call, not at load: every generation would load it before `ready` (issue 16).
-  const socket = process.getBuiltinModule("node:dgram").createSocket(type)
+  const socket = Dgram.createSocket(type)
   // bind() takes a handle as cluster workers do: it starts receiving at once.
   socket.bind(handle as unknown as Dgram.BindOptions)
   holdDatagrams(socket)

@@ -8,6 +8,7 @@
  * @internal
  */
 import * as Effect from "effect/Effect"
+import * as ChildProcess from "node:child_process"
 import * as Fx from "./fx.js"
 import * as Log from "./log.js"
 import * as Native from "./native.js"
@@ -32,14 +33,9 @@ export const make = (): Notify => {
   const send = (message: string, fields: ReadonlyArray<readonly [string, string]>) => {
     const { addon, reason } = Native.load()
     if (addon !== undefined) return addon.notify(path, message)
-    // node:child_process only on this fallback: every generation would load it before `ready` otherwise.
-    const result = process.getBuiltinModule("node:child_process").spawnSync(
-      "systemd-notify",
-      fields.map(([key, value]) => `${key}=${value}`),
-      {
-        stdio: "ignore"
-      }
-    )
+    const result = ChildProcess.spawnSync("systemd-notify", fields.map(([key, value]) => `${key}=${value}`), {
+      stdio: "ignore"
+    })
     if (result.status !== 0) {
       throw new Error(`${reason}, and systemd-notify ${result.error?.message ?? `exited with ${result.status}`}`)
     }

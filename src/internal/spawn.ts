@@ -9,7 +9,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Scope from "effect/Scope"
-import type * as ChildProcess from "node:child_process"
+import * as ChildProcess from "node:child_process"
 import { SpawnError } from "../UpgradeError.js"
 import * as Channel from "./channel.js"
 import * as Fx from "./fx.js"
@@ -111,9 +111,7 @@ const start = (command: Command, manifest: Protocol.Manifest, handover: Handover
   Fx.callback<ChildProcess.ChildProcess, SpawnError>((resume) => {
     let child: ChildProcess.ChildProcess
     try {
-      // Taken here, not at load: spawn.ts is in the core, and a generation that is never upgraded
-      // should not load node:child_process before `ready` (issue 16).
-      child = process.getBuiltinModule("node:child_process").spawn(command.execPath, command.args as Array<string>, {
+      child = ChildProcess.spawn(command.execPath, command.args as Array<string>, {
         cwd: command.cwd,
         env: { ...command.env, [Protocol.ENV]: Protocol.encode(manifest) },
         stdio: ["inherit", "inherit", "inherit", "ipc", ...handover.fds]
