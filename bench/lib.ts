@@ -13,7 +13,7 @@ import type { LoadResult } from "./load.js"
 export const root = Path.resolve(import.meta.dirname, "..")
 
 // Every process the bench starts (servers, generations, probes, floors) runs without
-// NODE_EXTRA_CA_CERTS. This sandbox sets it, and Node 20 reads the CA bundle at start: about 80 ms of
+// NODE_EXTRA_CA_CERTS. The bench machine sets it, and Node 20 reads the CA bundle at start: about 80 ms of
 // CPU per process, which a deployment without it never pays. It inflated every generation's start
 // and shrank every ratio against a plain app.
 delete process.env.NODE_EXTRA_CA_CERTS
@@ -349,9 +349,11 @@ const cluster = async (port: number): Promise<Server> => {
 /** The Effect 4 build's tree (`npm run check:effect4`, then `npm run build` there). */
 export const effect4Tree = Path.join(root, "build/effect4")
 const [nodeMajor = 0, nodeMinor = 0] = process.versions.node.split(".").map(Number)
+/** Whether this Node can run the Effect 4 build: 22.19 or later. */
+export const effect4Node = nodeMajor > 22 || (nodeMajor === 22 && nodeMinor >= 19)
 
-/** Whether this Node can run the Effect 4 build (22.19 or later) and its example is built. */
-export const effect4Runs = (nodeMajor > 22 || (nodeMajor === 22 && nodeMinor >= 19)) &&
+/** Whether this Node can run the Effect 4 build and its example is built. */
+export const effect4Runs = effect4Node &&
   Fs.existsSync(Path.join(effect4Tree, "build/examples/http-server.js")) &&
   Fs.existsSync(Path.join(effect4Tree, "dist/bin.js"))
 

@@ -17,7 +17,7 @@
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
-import { root } from "./lib.js"
+import { effect4Node, effect4Tree, root } from "./lib.js"
 
 export interface Probe {
   readonly wallMs: number
@@ -41,13 +41,12 @@ export const PROBES = [
 export type ProbeName = typeof PROBES[number]
 
 /** The Effect 4 build's probes, built in its tree (`npm run check:effect4`, then `npm run build` there). */
-const effect4Probes = Path.join(root, "build/effect4/build/bench/probes")
-const [nodeMajor = 0, nodeMinor = 0] = process.versions.node.split(".").map(Number)
+const effect4Probes = Path.join(effect4Tree, "build/bench/probes")
 /**
  * Effect 4's rows run when its tree is built with every probe and this Node can run it (22.19 or
  * later). A tree built before a probe was added lacks it: rebuild the tree then.
  */
-const effect4 = (nodeMajor > 22 || (nodeMajor === 22 && nodeMinor >= 19)) &&
+const effect4 = effect4Node &&
   ["effect.js", "effect.layer.js", "tableflip.js"].every((file) => Fs.existsSync(Path.join(effect4Probes, file)))
 const active: ReadonlyArray<ProbeName> = PROBES.filter((name) => effect4 || !name.endsWith("4"))
 

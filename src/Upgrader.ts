@@ -309,9 +309,7 @@ const configs = Effect.promise(() => import("./internal/config.js"))
  * @since 0.1.0
  * @category config
  */
-export const config: Effect.Effect<Options, Fx.ConfigError> = Effect.gen(function*() {
-  return yield* (yield* configs).config
-})
+export const config: Effect.Effect<Options, Fx.ConfigError> = Effect.flatMap(configs, (module) => module.config)
 
 /**
  * `layer` with settings read through `config`; `options` win over the
