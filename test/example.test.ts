@@ -5,11 +5,17 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Http from "node:http"
 import WebSocket from "ws"
-import { freePort, generations, Run } from "./helpers/fixture.js"
+import { freePort, generations, Run, within } from "./helpers/fixture.js"
 import { get, load, readPid, startWith, upgrade } from "./helpers/http.js"
 
 const { track } = generations()
 const startExample = startWith(track)
+
+/** One wait of a test, with its own deadline: past it, the failure names the step and shows the generations' output. */
+const step = <A>(run: Run, what: string, promise: Promise<A>, ms = 15_000): Promise<A> =>
+  within(promise, ms, what).catch((error: Error) => {
+    throw new Error(`${error.message}\n--- output:\n${run.output.join("\n")}`)
+  })
 
 describe("examples/http-server.ts (node:http)", () => {
   it("serves keep-alive clients through 3 upgrades with no failed request, then drains on SIGTERM", async () => {
@@ -63,10 +69,14 @@ describe("examples/http-platform.ts (@effect/platform)", () => {
   it("cuts a handler that never finishes and closes an open WebSocket (1001) at the drain deadline", async () => {
     const { pidFile, port, run } = await startExample("examples/http-platform.ts", ["--deadline", "1 second"])
     const ws = new WebSocket(`ws://127.0.0.1:${port}/ws`)
-    await new Promise((resolve, reject) => ws.once("open", resolve).once("error", reject))
+    await step(
+      run,
+      "the WebSocket opens",
+      new Promise((resolve, reject) => ws.once("open", resolve).once("error", reject))
+    )
     const echoed = new Promise((resolve) => ws.once("message", (data) => resolve(String(data))))
     ws.send("hi")
-    assert.strictEqual(await echoed, "hi")
+    assert.strictEqual(await step(run, "the WebSocket echoes", echoed), "hi")
     const closed = new Promise<number>((resolve) => ws.once("close", (code) => resolve(code)))
     // Far longer than the deadline: for this test it never finishes.
     const stuck = get(port, new Http.Agent(), "/?delay=600s").then(
@@ -76,14 +86,18 @@ describe("examples/http-platform.ts (@effect/platform)", () => {
 
     const from = run.output.length
     process.kill(readPid(pidFile), "SIGHUP")
-    await run.waitForLine(/draining/, from)
+    await step(run, "the old generation drains", run.waitForLine(/draining/, from))
     const drainStarted = Date.now()
-    const code = await run.exited()
+    const code = await step(run, "the old generation exits", run.exited())
     const drainTook = Date.now() - drainStarted
 
     assert.strictEqual(code, 0)
-    assert.strictEqual(await closed, 1001, "the WebSocket got a close frame: going away")
-    assert.strictEqual(await stuck, "ECONNRESET", "the stuck request was cut")
+    assert.strictEqual(
+      await step(run, "the WebSocket closes", closed),
+      1001,
+      "the WebSocket got a close frame: going away"
+    )
+    assert.strictEqual(await step(run, "the stuck request ends", stuck), "ECONNRESET", "the stuck request was cut")
     assert.isAtMost(drainTook, 2_000, "the old generation exited within the deadline + 1 s")
     assert.isAtLeast(drainTook, 900, "it waited for the deadline")
   })
